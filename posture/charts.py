@@ -1,0 +1,86 @@
+"""Server-rendered SVG charts, shared by pages and PDF reports. Values are numbers;
+any text is escaped by format_html."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+SEVERITY_COLOURS = {"critical": "#7f1d1d", "high": "#c2410c", "medium": "#b45309", "low": "#1d4ed8", "info": "#475569"}
+
+
+def sparkline(scores: Sequence[int], *, width: int = 120, height: int = 28, label: str = "risk trend") -> SafeString:
+    if not scores:
+        return format_html('<svg class="spark" width="{}" height="{}" role="img" aria-label="{}: no data"></svg>', width, height, label)
+    values = list(scores)[-30:]
+    step = width / max(1, len(values) - 1)
+    points = " ".join(f"{i * step:.1f},{height - 2 - (v / 100) * (height - 4):.1f}" for i, v in enumerate(values))
+    return format_html(
+        '<svg class="spark" width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-label="{}: {} to {}">'
+        '<polyline fill="none" stroke="#334155" stroke-width="1.5" points="{}"/></svg>',
+        width,
+        height,
+        width,
+        height,
+        label,
+        values[0],
+        values[-1],
+        points,
+    )
+
+
+def risk_history(samples: Sequence[tuple[datetime, int]], *, width: int = 640, height: int = 180) -> SafeString:
+    """A line chart of score over time with 0/50/100 gridlines and first/last dates."""
+    pad_l, pad_b, pad_t = 34, 22, 8
+    plot_w, plot_h = width - pad_l - 8, height - pad_b - pad_t
+    grid = format_html_join(
+        "",
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#cbd5e1"/><text x="4" y="{}" font-size="10" fill="#475569">{}</text>',
+        ((pad_l, pad_t + plot_h * (1 - v / 100), width - 8, pad_t + plot_h * (1 - v / 100), pad_t + plot_h * (1 - v / 100) + 3, v) for v in (0, 50, 100)),
+    )
+    if not samples:
+        body = format_html('<text x="{}" y="{}" font-size="12" fill="#475569">No polls yet</text>', pad_l + 10, pad_t + plot_h / 2)
+    else:
+        t0, t1 = samples[0][0].timestamp(), samples[-1][0].timestamp()
+        span = max(t1 - t0, 1)
+        pts = " ".join(f"{pad_l + (t.timestamp() - t0) / span * plot_w:.1f},{pad_t + plot_h * (1 - s / 100):.1f}" for t, s in samples)
+        body = format_html(
+            '<polyline fill="none" stroke="#b91c1c" stroke-width="2" points="{}"/>'
+            '<text x="{}" y="{}" font-size="10" fill="#475569">{}</text>'
+            '<text x="{}" y="{}" font-size="10" fill="#475569" text-anchor="end">{}</text>',
+            pts,
+            pad_l,
+            height - 6,
+            samples[0][0].strftime("%d %b %H:%M"),
+            width - 8,
+            height - 6,
+            samples[-1][0].strftime("%d %b %H:%M"),
+        )
+    return format_html(
+        '<svg class="chart" width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-label="Risk score over time">{}{}</svg>',
+        width,
+        height,
+        width,
+        height,
+        grid,
+        body,
+    )
+
+
+def severity_bar(counts: dict[str, int], *, width: int = 320, height: int = 18) -> SafeString:
+    """A stacked bar of open findings by severity; labelled, so colour is not the only cue."""
+    total = sum(counts.get(s, 0) for s in SEVERITY_COLOURS) or 1
+    x = 0.0
+    parts = []
+    for sev, colour in SEVERITY_COLOURS.items():
+        n = counts.get(sev, 0)
+        if n:
+            w = width * n / total
+            parts.append((f"{x:.1f}", f"{w:.1f}", height, colour, f"{n} {sev}"))
+            x += w
+    rects = format_html_join("", '<rect x="{}" y="0" width="{}" height="{}" fill="{}"><title>{}</title></rect>', parts)
+    summary = ", ".join(p[4] for p in parts) or "no open findings"
+    return format_html('<svg class="bar" width="{}" height="{}" role="img" aria-label="{}">{}</svg>', width, height, summary, rects)

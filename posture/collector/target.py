@@ -1,0 +1,134 @@
+"""Engine URLs are operator input: one parser, clear errors, no metadata endpoints."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+# Cloud metadata services answer on these; a poll pointed there would leak credentials.
+_FORBIDDEN_NETS = (
+    ipaddress.ip_network("169.254.0.0/16"),
+    ipaddress.ip_network("fe80::/10"),
+    ipaddress.ip_network("fd00:ec2::254/128"),
+    ipaddress.ip_network("0.0.0.0/8"),
+    ipaddress.ip_network("::/128"),
+)
+_FORBIDDEN_NAMES = frozenset({"metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal"})
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$")
+DEFAULT_REMOTE_SOCKET = "/var/run/docker.sock"
+
+
+class InvalidEngineURL(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class EngineURL:
+    scheme: str  # unix, tcp, ssh
+    host: str = ""
+    port: int | None = None
+    path: str = ""
+    user: str = ""
+
+    def __str__(self) -> str:
+        if self.scheme == "unix":
+            return f"unix://{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port else ""
+        if self.scheme == "ssh":
+            user = f"{self.user}@" if self.user else ""
+            path = "" if self.path in ("", DEFAULT_REMOTE_SOCKET) else self.path
+            return f"ssh://{user}{host}{port}{path}"
+        return f"tcp://{host}{port}"
+
+
+def _check_host(host: str) -> str:
+    if not host:
+        raise InvalidEngineURL("the URL names no host")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.match(host):
+            raise InvalidEngineURL(f"{host!r} is neither an IP address nor a valid host name") from None
+        if host.lower().rstrip(".") in _FORBIDDEN_NAMES:
+            raise InvalidEngineURL(f"{host!r} is a cloud metadata service, not a Docker engine") from None
+        return host.lower()
+    if any(ip in net for net in _FORBIDDEN_NETS):
+        raise InvalidEngineURL(f"{host} is a link-local, metadata or unspecified address; Posture will not poll it")
+    return str(ip)
+
+
+def parse_engine_url(url: str) -> EngineURL:
+    """Parse ``unix:///path``, ``tcp://host:port`` or ``ssh://[user@]host[:port][/socket]``.
+
+    Raises ``InvalidEngineURL`` with a sentence an operator can act on.
+    """
+    url = (url or "").strip()
+    if not url:
+        raise InvalidEngineURL("the engine URL is empty")
+    if any(ch.isspace() for ch in url):
+        raise InvalidEngineURL("the engine URL contains white space")
+    if "://" not in url:
+        if url.startswith("/"):
+            raise InvalidEngineURL(f"a socket path needs the unix:// scheme: unix://{url}")
+        raise InvalidEngineURL("the engine URL needs a scheme: unix://, tcp:// or ssh://")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        raise InvalidEngineURL(f"use tcp:// rather than {scheme}://; TLS is chosen by giving certificates")
+    if scheme not in ("unix", "tcp", "ssh"):
+        raise InvalidEngineURL(f"unsupported scheme {scheme!r}: use unix://, tcp:// or ssh://")
+    if parts.query or parts.fragment:
+        raise InvalidEngineURL("the engine URL may not carry a query or fragment")
+    if scheme == "unix":
+        if parts.netloc:
+            raise InvalidEngineURL("a unix URL has three slashes and an absolute path: unix:///var/run/docker.sock")
+        if not parts.path.startswith("/") or ".." in Path(parts.path).parts:
+            raise InvalidEngineURL("a unix socket path must be absolute")
+        return EngineURL(scheme="unix", path=parts.path)
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidEngineURL("the port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise InvalidEngineURL("the port must be a number from 1 to 65535")
+    host = _check_host(parts.hostname or "")
+    if scheme == "tcp":
+        if parts.username or parts.password:
+            raise InvalidEngineURL("a tcp URL carries no user; authenticate with TLS client certificates")
+        if parts.path not in ("", "/"):
+            raise InvalidEngineURL("a tcp URL has no path")
+        if port is None:
+            raise InvalidEngineURL("a tcp URL needs a port, usually 2376 (TLS) or 2375 (plain)")
+        return EngineURL(scheme="tcp", host=host, port=port)
+    if parts.password:
+        raise InvalidEngineURL("never put a password in an ssh URL; upload a key instead")
+    user = parts.username or ""
+    if user and not _USER.match(user):
+        raise InvalidEngineURL(f"{user!r} is not a valid ssh user name")
+    path = parts.path or DEFAULT_REMOTE_SOCKET
+    if not path.startswith("/"):
+        raise InvalidEngineURL("the remote socket path must be absolute")
+    return EngineURL(scheme="ssh", host=host, port=port, user=user, path=path)
+
+
+@dataclass(frozen=True)
+class EngineTarget:
+    """Everything needed to reach one engine; credentials as files the worker alone can read."""
+
+    url: EngineURL
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    ssh_key: Path | None = None
+    ssh_known_hosts: Path | None = None
+    insecure: bool = False
+    timeout: float = 10.0
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.url.scheme == "tcp" and self.tls_ca is not None

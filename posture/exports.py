@@ -1,0 +1,94 @@
+"""Findings as JSON, CSV and SARIF 2.1.0 for scripts (``manage.py findings``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from .models import Finding
+from .rules import RULES
+
+JSON_KEYS = ("host", "rule", "cis", "severity", "subject_type", "subject", "title", "evidence", "remediation", "running", "status", "first_seen", "last_seen")
+SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def as_record(finding: Finding) -> dict[str, Any]:
+    """The stable export shape: exactly ``JSON_KEYS``."""
+    return {
+        "host": finding.host.name,
+        "rule": finding.rule_id,
+        "cis": finding.cis or None,
+        "severity": finding.severity,
+        "subject_type": finding.subject_type,
+        "subject": finding.subject_name,
+        "title": finding.title,
+        "evidence": finding.evidence,
+        "remediation": finding.remediation,
+        "running": finding.running,
+        "status": finding.status,
+        "first_seen": _iso(finding.first_seen),
+        "last_seen": _iso(finding.last_seen),
+    }
+
+
+def to_json(findings: Iterable[Finding]) -> str:
+    return json.dumps([as_record(f) for f in findings], indent=2)
+
+
+def to_csv(findings: Iterable[Finding]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=JSON_KEYS)
+    writer.writeheader()
+    for f in findings:
+        row = as_record(f)
+        row["evidence"] = json.dumps(row["evidence"], sort_keys=True)
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def to_sarif(findings: Iterable[Finding]) -> str:
+    rules = [
+        {
+            "id": r.id,
+            "name": r.id,
+            "shortDescription": {"text": r.title},
+            "fullDescription": {"text": r.rationale},
+            "properties": {"cis": r.cis, "severity": r.severity.value},
+            "defaultConfiguration": {"level": SARIF_LEVEL[r.severity.value]},
+        }
+        for r in RULES
+    ]
+    results = [
+        {
+            "ruleId": f.rule_id,
+            "level": SARIF_LEVEL[f.severity],
+            "message": {"text": f"{f.title}: {f.subject_name} on {f.host.name}"},
+            "locations": [
+                {
+                    "logicalLocations": [
+                        {"name": f.subject_name, "fullyQualifiedName": f"{f.host.name}/{f.subject_type}/{f.subject_name}", "kind": f.subject_type}
+                    ]
+                }
+            ],
+            "partialFingerprints": {"postureFingerprint": f"{f.host.name}|{f.fingerprint}"},
+            "properties": {"severity": f.severity, "status": f.status, "evidence": f.evidence, "remediation": f.remediation},
+        }
+        for f in findings
+    ]
+    doc = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{"tool": {"driver": {"name": "Posture", "informationUri": "https://github.com/posture", "rules": rules}}, "results": results}],
+    }
+    return json.dumps(doc, indent=2)
+
+
+FORMATS = {"json": to_json, "csv": to_csv, "sarif": to_sarif}

@@ -1,0 +1,104 @@
+"""Forms for hosts and risk acceptance; credentials are write-only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from posture.collector.engine import EngineError, probe
+from posture.models import DockerHost
+
+MAX_CREDENTIAL_BYTES = 64 * 1024
+CREDENTIAL_FIELDS = {"tls_ca": "CA certificate (PEM)", "tls_cert": "client certificate (PEM)", "tls_key": "client key (PEM)", "ssh_key": "SSH private key"}
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    labels = {}
+    for part in filter(None, (p.strip() for p in text.replace("\n", ",").split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise forms.ValidationError(f"“{part}” is not KEY=VALUE.")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+class HostForm(forms.ModelForm):
+    labels_text = forms.CharField(label="Labels", required=False, help_text="KEY=VALUE, comma-separated: env=prod, team=payments")
+    tls_ca_file = forms.FileField(label=CREDENTIAL_FIELDS["tls_ca"], required=False)
+    tls_cert_file = forms.FileField(label=CREDENTIAL_FIELDS["tls_cert"], required=False)
+    tls_key_file = forms.FileField(label=CREDENTIAL_FIELDS["tls_key"], required=False)
+    ssh_key_file = forms.FileField(label=CREDENTIAL_FIELDS["ssh_key"], required=False)
+    clear_credentials = forms.BooleanField(required=False, help_text="Forget every stored certificate and key.")
+
+    class Meta:
+        model = DockerHost
+        fields = ["name", "url", "insecure", "poll_interval", "enabled"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["labels_text"].initial = ", ".join(f"{k}={v}" for k, v in self.instance.labels.items())
+
+    def stored(self) -> list[str]:
+        """Which credentials are on file, by name only: never shown back."""
+        return [label for field, label in CREDENTIAL_FIELDS.items() if self.instance.pk and getattr(self.instance, field)]
+
+    def clean_labels_text(self) -> dict[str, str]:
+        return parse_labels(self.cleaned_data.get("labels_text", ""))
+
+    def _clean_credential(self, field: str) -> str | None:
+        upload = self.cleaned_data.get(f"{field}_file")
+        if not upload:
+            return None
+        if upload.size > MAX_CREDENTIAL_BYTES:
+            raise forms.ValidationError({f"{field}_file": "That file is too large to be a certificate or key."})
+        try:
+            text = upload.read().decode("ascii")
+        except UnicodeDecodeError:
+            raise forms.ValidationError({f"{field}_file": "Upload a PEM (text) file."}) from None
+        if "-----BEGIN" not in text:
+            raise forms.ValidationError({f"{field}_file": "This does not look like a PEM file (no -----BEGIN line)."})
+        return text
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.cleaned_data.get("clear_credentials"):
+            for field in CREDENTIAL_FIELDS:
+                setattr(self.instance, field, "")
+        for field in CREDENTIAL_FIELDS:
+            value = self._clean_credential(field)
+            if value is not None:
+                setattr(self.instance, field, value)
+        self.instance.labels = cleaned.get("labels_text") or {}
+        return cleaned
+
+    def test_connection(self) -> tuple[bool, str]:
+        host = self.instance
+        for field in ("name", "url", "insecure"):
+            setattr(host, field, self.cleaned_data.get(field, getattr(host, field)))
+        try:
+            with host.engine_target() as target:
+                return True, probe(target)
+        except EngineError as exc:
+            return False, str(exc)
+
+
+class AcceptRiskForm(forms.Form):
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), min_length=10, max_length=2000, help_text="Why this is acceptable, and who decided."
+    )
+    expires_on = forms.DateField(
+        widget=forms.DateInput(attrs={"type": "date"}), help_text="The acceptance lapses at the start of this day (UTC); at most a year."
+    )
+
+    def clean_expires_on(self) -> object:
+        day = self.cleaned_data["expires_on"]
+        today = timezone.now().date()
+        if day <= today:
+            raise forms.ValidationError("Pick a day after today.")
+        if day > today + timedelta(days=366):
+            raise forms.ValidationError("Acceptances last at most a year; review it again then.")
+        return day

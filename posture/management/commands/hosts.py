@@ -1,0 +1,106 @@
+"""``manage.py hosts add|list|remove|rotate-keys``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from posture.models import AuditEntry, DockerHost
+
+
+def _read(path: str | None, what: str) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise CommandError(f"cannot read {what} file {path}: {exc.strerror}") from None
+
+
+def _label(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key.strip():
+        raise CommandError(f"label {value!r} must look like KEY=VALUE")
+    return key.strip(), val.strip()
+
+
+class Command(BaseCommand):
+    help = "Register, list and remove Docker hosts."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        add = sub.add_parser("add", help="register a host")
+        add.add_argument("name")
+        add.add_argument("url", help="unix:///var/run/docker.sock, tcp://host:2376, ssh://user@host")
+        add.add_argument("--tls-ca")
+        add.add_argument("--tls-cert")
+        add.add_argument("--tls-key")
+        add.add_argument("--ssh-key")
+        add.add_argument("--interval", type=int, help="seconds between polls")
+        add.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+        add.add_argument("--insecure", action="store_true", help="allow plain tcp:// without TLS")
+        add.add_argument("--disabled", action="store_true")
+        lst = sub.add_parser("list", help="list hosts")
+        lst.add_argument("--format", choices=["table", "json"], default="table")
+        rm = sub.add_parser("remove", help="remove a host and its history")
+        rm.add_argument("name")
+        sub.add_parser("rotate-keys", help="re-encrypt stored credentials under the first POSTURE_CREDENTIALS_KEY")
+
+    def handle(self, *args: Any, action: str, **opts: Any) -> None:
+        getattr(self, f"handle_{action.replace('-', '_')}")(**opts)
+
+    def handle_add(self, *, name: str, url: str, interval: int | None, label: list[str], insecure: bool, disabled: bool, **opts: Any) -> None:
+        if DockerHost.objects.filter(name=name).exists():
+            raise CommandError(f"a host named {name!r} already exists")
+        host = DockerHost(
+            name=name,
+            url=url,
+            insecure=insecure,
+            enabled=not disabled,
+            labels=dict(_label(v) for v in label),
+            tls_ca=_read(opts["tls_ca"], "CA"),
+            tls_cert=_read(opts["tls_cert"], "certificate"),
+            tls_key=_read(opts["tls_key"], "key"),
+            ssh_key=_read(opts["ssh_key"], "SSH key"),
+        )
+        if interval is not None:
+            host.poll_interval = interval
+        try:
+            host.full_clean()
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        host.save()
+        AuditEntry.log(None, "host.add", host, url=host.url)
+        self.stdout.write(f"added {host.name} ({host.url}), polled every {host.poll_interval}s")
+
+    def handle_list(self, *, format: str, **opts: Any) -> None:
+        rows = [host.as_listing() for host in DockerHost.objects.with_poll_counts()]
+        if format == "json":
+            self.stdout.write(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            self.stdout.write(
+                f"{r['name']:<24} {r['url']:<40} {'enabled' if r['enabled'] else 'disabled':<8} every {r['interval']}s  {r['last_status']:<11} {r['last_poll_at'] or 'never'}  {r['last_error']}"
+            )
+
+    def handle_remove(self, *, name: str, **opts: Any) -> None:
+        deleted, _ = DockerHost.objects.filter(name=name).delete()
+        if not deleted:
+            raise CommandError(f"no host named {name!r}")
+        AuditEntry.log(None, "host.remove", name)
+        self.stdout.write(f"removed {name}")
+
+    def handle_rotate_keys(self, **opts: Any) -> None:
+        fields = ("tls_ca", "tls_cert", "tls_key", "ssh_key")
+        count = 0
+        with transaction.atomic():
+            for host in DockerHost.objects.select_for_update():
+                # Reading decrypts with any key; saving encrypts with the first.
+                host.save(update_fields=list(fields))
+                count += 1
+        self.stdout.write(f"re-encrypted the credentials of {count} host(s) under the current key")

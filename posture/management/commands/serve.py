@@ -1,0 +1,74 @@
+"""``manage.py serve``: web, worker and scheduler together; Ctrl-C stops all three."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Run gunicorn, a Celery worker and Celery beat; stop them all on Ctrl-C or when one exits."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1"))
+        parser.add_argument("--concurrency", type=int, default=2)
+
+    def handle(self, *args: Any, port: int, bind: str, concurrency: int, **opts: Any) -> None:
+        py = sys.executable
+        commands = {
+            "web": [py, "-m", "gunicorn", "posture.wsgi", "--bind", f"{bind}:{port}", "--workers", "2", "--access-logfile", "-"],
+            # prefork: only it enforces hard time limits on a hung engine call.
+            "worker": [
+                py,
+                "-m",
+                "celery",
+                "-A",
+                "posture",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "-Q",
+                "celery,reports",
+                "--loglevel",
+                "INFO",
+            ],
+            "beat": [py, "-m", "celery", "-A", "posture", "beat", "--loglevel", "INFO", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
+        }
+        procs = {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()}
+        broker = "Redis" if settings.REDIS_URL else "embedded filesystem broker"
+        self.stdout.write(self.style.SUCCESS(f"Posture on http://{bind}:{port}/ (web, worker, beat; {broker}). Ctrl-C stops all three."))
+        stopping = False
+
+        def stop(*_: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        code = 0
+        while not stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    self.stderr.write(f"{name} exited with {proc.returncode}; stopping the others")
+                    code, stopping = proc.returncode or 1, True
+            time.sleep(0.5)
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        raise SystemExit(code)

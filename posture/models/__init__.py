@@ -1,0 +1,26 @@
+from .audit import AuditEntry
+from .choices import EventKind, FindingStatus, HostStatus, PollStatus, Severity, SubjectType
+from .findings import Finding, FindingEvent, RiskAcceptance, RiskSample
+from .hosts import DockerHost, PollRun, Snapshot, validate_engine
+from .inventory import ContainerRecord, NetworkRecord, PublishedPort
+
+__all__ = [
+    "AuditEntry",
+    "ContainerRecord",
+    "DockerHost",
+    "EventKind",
+    "Finding",
+    "FindingEvent",
+    "FindingStatus",
+    "HostStatus",
+    "NetworkRecord",
+    "PollRun",
+    "PollStatus",
+    "PublishedPort",
+    "RiskAcceptance",
+    "RiskSample",
+    "Severity",
+    "Snapshot",
+    "SubjectType",
+    "validate_engine",
+]

@@ -1,0 +1,257 @@
+"""Findings: current state on the row, every transition in an append-only event table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from posture import risk
+from posture.querysets import FindingQuerySet
+from posture.rules import BY_ID, FindingSpec, Rule
+
+from .audit import AuditEntry
+from .choices import SEVERITY_RANK, EventKind, FindingStatus, Severity, SubjectType
+
+if TYPE_CHECKING:
+    from .hosts import DockerHost, PollRun
+
+# Fields a poll may change on an existing finding; a change of the first three is an event.
+_TRACKED = ("severity", "evidence", "running")
+_REFRESHED = (
+    "severity",
+    "evidence",
+    "running",
+    "remediation",
+    "title",
+    "cis",
+    "exposed",
+    "subject_name",
+    "last_seen",
+    "status",
+    "resolved_at",
+    "accepted_until",
+)
+
+
+def _plain(value: Any) -> Any:
+    """Read-only mappings from the rule core → JSON-ready dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
+    def reconcile(self, host: DockerHost, specs: list[FindingSpec], poll: PollRun, now: datetime) -> Counter[str]:
+        """Bring the host's findings in line with one poll's conclusions.
+
+        New ones open, seen ones refresh ``last_seen``, gone ones resolve, returning ones
+        reopen; each transition is an event of this poll. The same specs twice change
+        nothing but ``last_seen``.
+        """
+        existing = {f.fingerprint: f for f in self.filter(host=host)}
+        counts: Counter[str] = Counter()
+        events: list[FindingEvent] = []
+        created: list[Finding] = []
+        updated: list[Finding] = []
+        for spec in specs:
+            data = {
+                "rule_id": spec.rule_id,
+                "cis": spec.cis or "",
+                "severity": spec.severity.value,
+                "subject_type": spec.subject_type.value,
+                "subject_key": spec.subject_key,
+                "subject_name": spec.subject_name,
+                "item_key": spec.key,
+                "title": spec.title,
+                "evidence": _plain(spec.evidence),
+                "remediation": spec.remediation,
+                "running": spec.running,
+                "exposed": spec.exposed,
+            }
+            finding = existing.pop(spec.fingerprint, None)
+            if finding is None:
+                created.append(Finding(host=host, fingerprint=spec.fingerprint, status=FindingStatus.OPEN, first_seen=now, last_seen=now, **data))
+                counts["opened"] += 1
+                continue
+            before = {f: getattr(finding, f) for f in _TRACKED}
+            for field, value in data.items():
+                setattr(finding, field, value)
+            finding.last_seen = now
+            if finding.status == FindingStatus.RESOLVED:
+                finding.status, finding.resolved_at = FindingStatus.OPEN, None
+                events.append(FindingEvent(finding=finding, poll=poll, at=now, kind=EventKind.REOPENED))
+                counts["reopened"] += 1
+            changed = {f: {"from": before[f], "to": getattr(finding, f)} for f in _TRACKED if before[f] != getattr(finding, f)}
+            if changed:
+                events.append(FindingEvent(finding=finding, poll=poll, at=now, kind=EventKind.CHANGED, detail=changed))
+            updated.append(finding)
+        for finding in existing.values():
+            if finding.status != FindingStatus.RESOLVED:
+                finding.status, finding.resolved_at = FindingStatus.RESOLVED, now
+                events.append(FindingEvent(finding=finding, poll=poll, at=now, kind=EventKind.RESOLVED))
+                updated.append(finding)
+                counts["resolved"] += 1
+        self.bulk_create(created)
+        # bulk_create sets primary keys on PostgreSQL and SQLite alike.
+        events += [FindingEvent(finding=f, poll=poll, at=now, kind=EventKind.OPENED) for f in created]
+        self.bulk_update(updated, _REFRESHED, batch_size=500)
+        FindingEvent.objects.bulk_create(events, batch_size=500)
+        return counts
+
+
+class Finding(models.Model):
+    host = models.ForeignKey("DockerHost", on_delete=models.CASCADE, related_name="findings")
+    # rule|subject type|subject key|item: stable across container re-creation.
+    fingerprint = models.CharField(max_length=500)
+    rule_id = models.CharField(max_length=64)
+    cis = models.CharField(max_length=16, blank=True)
+    severity = models.CharField(max_length=10, choices=Severity)
+    subject_type = models.CharField(max_length=10, choices=SubjectType)
+    subject_key = models.CharField(max_length=300)
+    subject_name = models.CharField(max_length=300)
+    item_key = models.CharField(max_length=300, blank=True)
+    title = models.CharField(max_length=200)
+    evidence = models.JSONField(default=dict)
+    remediation = models.TextField(blank=True)
+    running = models.BooleanField(null=True)
+    exposed = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=FindingStatus, default=FindingStatus.OPEN)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    accepted_until = models.DateTimeField(null=True, blank=True)
+
+    objects = FindingManager()
+
+    class Meta:
+        ordering = ["host", "rule_id", "subject_key"]
+        constraints = [models.UniqueConstraint(fields=["host", "fingerprint"], name="finding_identity")]
+        indexes = [
+            models.Index(fields=["host", "status"], name="finding_host_status"),  # host page, risk
+            models.Index(fields=["status", "severity"], name="finding_status_sev"),  # fleet counts
+            models.Index(fields=["rule_id", "status"], name="finding_rule_status"),  # rules page
+        ]
+        permissions = [("accept_risk", "Can accept the risk of a finding")]
+
+    def __str__(self) -> str:
+        return f"{self.title} — {self.subject_name} on {self.host_id}"
+
+    @property
+    def rule(self) -> Rule | None:
+        return BY_ID.get(self.rule_id)
+
+    @property
+    def severity_rank(self) -> int:
+        return SEVERITY_RANK[self.severity]
+
+    def as_risk_item(self) -> risk.RiskItem:
+        return risk.RiskItem(rule_id=self.rule_id, severity=self.severity, running=self.running, exposed=self.exposed)
+
+    def accept(self, *, by: Any, until: datetime, justification: str) -> RiskAcceptance:
+        """Accept the risk until ``until``: it stops counting, and comes back when that passes."""
+        with transaction.atomic():
+            acceptance = RiskAcceptance.objects.create(finding=self, accepted_by=by, justification=justification, expires_at=until)
+            self.status, self.accepted_until = FindingStatus.ACCEPTED, until
+            self.save(update_fields=["status", "accepted_until"])
+            FindingEvent.objects.create(
+                finding=self, at=timezone.now(), kind=EventKind.ACCEPTED, actor=by, detail={"until": until.isoformat(), "justification": justification}
+            )
+            AuditEntry.log(by, "finding.accept", self, justification=justification, until=until.isoformat())
+            self.host.refresh_risk()
+        return acceptance
+
+    def expire_acceptance(self, now: datetime | None = None) -> bool:
+        """Reopen a finding whose acceptance has run out; False if someone else did."""
+        now = now or timezone.now()
+        with transaction.atomic():
+            rows = Finding.objects.filter(pk=self.pk, status=FindingStatus.ACCEPTED, accepted_until__lte=now).update(status=FindingStatus.OPEN)
+            if rows:
+                self.status = FindingStatus.OPEN
+                FindingEvent.objects.create(
+                    finding=self, at=now, kind=EventKind.ACCEPTANCE_EXPIRED, detail={"until": self.accepted_until.isoformat() if self.accepted_until else None}
+                )
+                self.host.refresh_risk()
+        return bool(rows)
+
+
+class FindingEvent(models.Model):
+    """Append-only: rows are written, never updated."""
+
+    finding = models.ForeignKey(Finding, on_delete=models.CASCADE, related_name="events")
+    poll = models.ForeignKey("PollRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    at = models.DateTimeField()
+    kind = models.CharField(max_length=24, choices=EventKind)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+        indexes = [
+            models.Index(fields=["finding", "at"], name="event_finding_at"),  # finding timeline
+            models.Index(fields=["at"], name="event_at"),  # changed_since(), reports
+        ]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValueError("finding events are append-only")
+        super().save(*args, **kwargs)
+
+
+class RiskAcceptance(models.Model):
+    finding = models.ForeignKey(Finding, on_delete=models.CASCADE, related_name="acceptances")
+    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    justification = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def valid(self) -> bool:
+        return self.expires_at > timezone.now()
+
+
+class RiskSample(models.Model):
+    """One point of a host's risk trend, written with every poll."""
+
+    host = models.ForeignKey("DockerHost", on_delete=models.CASCADE, related_name="risk_samples")
+    poll = models.ForeignKey("PollRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField()
+    score = models.PositiveSmallIntegerField()
+    open_count = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict)
+    breakdown = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["at"]
+        indexes = [models.Index(fields=["host", "at"], name="risk_host_at")]  # trend charts
+
+    @classmethod
+    def record(cls, host: DockerHost, poll: PollRun | None, at: datetime) -> RiskSample:
+        """Score the host's open findings; accepted ones count only once expired."""
+        now = timezone.now()
+        counted = [
+            f
+            for f in Finding.objects.filter(host=host).current().only("rule_id", "severity", "running", "exposed", "status", "accepted_until")
+            if f.status == FindingStatus.OPEN or (f.accepted_until is not None and f.accepted_until <= now)
+        ]
+        result = risk.score(f.as_risk_item() for f in counted)
+        host.risk_score, host.risk_breakdown = result.score, result.as_json()
+        return cls.objects.create(
+            host=host,
+            poll=poll,
+            at=at,
+            score=result.score,
+            open_count=len(counted),
+            counts=dict(Counter(f.severity for f in counted)),
+            breakdown=result.as_json(),
+        )

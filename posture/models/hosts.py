@@ -1,0 +1,320 @@
+"""Registered engines, their polls and the snapshots those polls took."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from posture.collector import EngineTarget, HostSnapshot, InvalidEngineURL, MalformedAnswer, parse_engine_url
+from posture.collector.engine import EngineError, collect
+from posture.crypto import CredentialKeyError
+from posture.querysets import HostQuerySet
+from posture.rules import FindingSpec, evaluate
+
+from .choices import HostStatus, PollStatus
+from .fields import EncryptedTextField
+from .findings import Finding, RiskSample
+from .inventory import ContainerRecord
+
+log = logging.getLogger(__name__)
+name_validator = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", "Use letters, digits, dots, dashes and underscores, starting with a letter or digit.")
+STALE_AFTER_INTERVALS = 3
+
+
+def validate_engine(url: str, *, insecure: bool, tls: bool, client_cert: bool, ssh_key: bool) -> str:
+    """The one check of a host's connection settings; returns the normalised URL."""
+    try:
+        parsed = parse_engine_url(url)
+    except InvalidEngineURL as exc:
+        raise ValidationError({"url": str(exc)}) from None
+    if parsed.scheme == "tcp" and not tls and not insecure:
+        raise ValidationError(
+            {
+                "url": "plain tcp:// without TLS gives root on the host to anyone on the network: upload the CA and client certificate, or tick 'insecure' to accept that (it is reported as a critical finding)."
+            }
+        )
+    if (tls or client_cert) and parsed.scheme != "tcp":
+        raise ValidationError({"tls_ca": "TLS certificates apply to tcp:// URLs only."})
+    if client_cert and not tls:
+        raise ValidationError({"tls_ca": "a client certificate needs the CA certificate that signed the engine's server certificate."})
+    if ssh_key and parsed.scheme != "ssh":
+        raise ValidationError({"ssh_key": "an SSH key applies to ssh:// URLs only."})
+    return str(parsed)
+
+
+class DockerHost(models.Model):
+    name = models.CharField(max_length=100, unique=True, validators=[name_validator])
+    url = models.CharField("engine URL", max_length=300, help_text="unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host")
+    insecure = models.BooleanField(default=False, help_text="Allow plain tcp:// without TLS (reported as critical).")
+    poll_interval = models.PositiveIntegerField(
+        default=settings.DEFAULT_POLL_INTERVAL, validators=[MinValueValidator(10), MaxValueValidator(7 * 86400)], help_text="Seconds between polls."
+    )
+    labels = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    # Write-only credentials, Fernet ciphertext at rest.
+    tls_ca = EncryptedTextField(blank=True)
+    tls_cert = EncryptedTextField(blank=True)
+    tls_key = EncryptedTextField(blank=True)
+    ssh_key = EncryptedTextField(blank=True)
+    # Public host keys pinned on first ssh connection.
+    ssh_known_hosts = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Dispatch claims a host by moving this forward with a conditional UPDATE.
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    # The poll lock: held by one task id until released or expired.
+    lease_token = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_poll_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(max_length=20, choices=HostStatus, default=HostStatus.NEW)
+    last_error = models.TextField(blank=True)
+    risk_score = models.PositiveSmallIntegerField(default=0)
+    risk_breakdown = models.JSONField(default=list, blank=True)
+    snapshot = models.ForeignKey("Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    objects = HostQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["enabled", "next_poll_at"], name="host_due")]  # due_for_poll()
+        permissions = [("poll_host", "Can trigger a poll"), ("manage_hosts", "Can register and edit hosts")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        self.url = validate_engine(
+            self.url, insecure=self.insecure, tls=bool(self.tls_ca), client_cert=bool(self.tls_cert or self.tls_key), ssh_key=bool(self.ssh_key)
+        )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValidationError({"tls_cert": "upload the client certificate and its key together."})
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split("://", 1)[0]
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.tls_ca or self.tls_cert or self.ssh_key)
+
+    @property
+    def is_stale(self) -> bool:
+        """No good poll for three intervals (or never, three intervals after registration)."""
+        since = self.last_success_at or self.created_at
+        return since is not None and timezone.now() - since > timedelta(seconds=STALE_AFTER_INTERVALS * self.poll_interval)
+
+    @property
+    def display_status(self) -> str:
+        if self.last_status == HostStatus.OK and self.is_stale:
+            return "stale"
+        if self.last_status == HostStatus.NEW and self.is_stale:
+            return "stale"
+        return self.last_status
+
+    def as_listing(self) -> dict[str, object]:
+        """``hosts list --format json``; expects ``with_poll_counts()``."""
+        return {
+            "name": self.name,
+            "url": self.url,
+            "enabled": self.enabled,
+            "interval": self.poll_interval,
+            "labels": self.labels,
+            "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
+            "last_status": self.display_status,
+            "last_error": self.last_error,
+            "polls": getattr(self, "completed_polls", None),
+            "risk_score": self.risk_score,
+        }
+
+    # --- scheduling -------------------------------------------------------------
+
+    def claim_dispatch(self, now: datetime) -> bool:
+        """Move ``next_poll_at`` forward only if nobody else did: one dispatch per due host."""
+        rows = DockerHost.objects.filter(pk=self.pk, enabled=True, next_poll_at=self.next_poll_at).update(
+            next_poll_at=now + timedelta(seconds=self.poll_interval)
+        )
+        return rows == 1
+
+    def acquire_lease(self, token: str, now: datetime | None = None) -> bool:
+        """Take the poll lock. The same token may take it again: a re-delivered task after
+        its worker died carries its original id and must be allowed to finish the job."""
+        now = now or timezone.now()
+        until = now + timedelta(seconds=settings.POLL_TIME_LIMIT + 30)
+        free = Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_token=token)
+        return DockerHost.objects.filter(free, pk=self.pk).update(lease_token=token, lease_until=until) == 1
+
+    def release_lease(self, token: str) -> None:
+        DockerHost.objects.filter(pk=self.pk, lease_token=token).update(lease_token="", lease_until=None)
+
+    # --- polling ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def engine_target(self) -> Iterator[EngineTarget]:
+        """Decrypt credentials into files only this process's user can read, for one poll."""
+        workdir = Path(tempfile.mkdtemp(prefix="posture-creds-"))
+        try:
+            os.chmod(workdir, 0o700)
+            files: dict[str, Path | None] = {}
+            for field in ("tls_ca", "tls_cert", "tls_key", "ssh_key", "ssh_known_hosts"):
+                value = getattr(self, field)
+                if not value and field != "ssh_known_hosts":
+                    files[field] = None
+                    continue
+                path = workdir / field
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(value if value.endswith("\n") or not value else value + "\n")
+                files[field] = path
+            yield EngineTarget(
+                url=parse_engine_url(self.url),
+                insecure=self.insecure,
+                timeout=settings.ENGINE_TIMEOUT,
+                tls_ca=files["tls_ca"],
+                tls_cert=files["tls_cert"],
+                tls_key=files["tls_key"],
+                ssh_key=files["ssh_key"],
+                ssh_known_hosts=files["ssh_known_hosts"],
+            )
+            pinned = (workdir / "ssh_known_hosts").read_text()
+            if pinned.strip() != self.ssh_known_hosts.strip():
+                DockerHost.objects.filter(pk=self.pk).update(ssh_known_hosts=pinned)
+                self.ssh_known_hosts = pinned
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def poll(self, token: str | None = None) -> PollRun | None:
+        """Poll the engine now. None when another poll of this host holds the lock.
+
+        Failures are recorded on the run and the host, never raised; ``run.retryable``
+        tells the caller whether trying again later could help.
+        """
+        token = token or uuid.uuid4().hex
+        if not self.acquire_lease(token):
+            return None
+        try:
+            run = PollRun.begin(self, token)
+            previous = self.snapshot.snapshot() if self.snapshot else None
+            try:
+                with self.engine_target() as target:
+                    snap = collect(target, previous)
+            except (EngineError, MalformedAnswer, CredentialKeyError, InvalidEngineURL) as exc:
+                self.record_failure(run, exc)
+                return run
+            self.apply_snapshot(snap, evaluate(snap, host_name=self.name), run)
+            return run
+        finally:
+            self.release_lease(token)
+
+    def record_failure(self, run: PollRun, exc: Exception) -> None:
+        unreachable = isinstance(exc, EngineError)
+        status = HostStatus.UNREACHABLE if unreachable else HostStatus.ERROR
+        now = timezone.now()
+        run.retryable = bool(getattr(exc, "transient", False))
+        run.finish(PollStatus.FAILED, error=str(exc), at=now)
+        DockerHost.objects.filter(pk=self.pk).update(last_poll_at=now, last_status=status, last_error=str(exc))
+        self.last_poll_at, self.last_status, self.last_error = now, status, str(exc)
+        log.warning("poll of %s failed: %s", self.name, exc)
+
+    def record_timeout(self, token: str, seconds: int) -> None:
+        """A poll cut by the soft time limit: the engine is too slow to be read."""
+        run = PollRun.objects.filter(host=self, token=token, status=PollStatus.RUNNING).order_by("-started_at").first()
+        if run is not None:
+            self.record_failure(run, EngineError(f"the engine did not answer within the {seconds}s poll time limit"))
+        self.release_lease(token)
+
+    def apply_snapshot(self, snap: HostSnapshot, specs: list[FindingSpec], run: PollRun) -> None:
+        """Store one poll's result in one transaction: inventory rows, reconciled
+        findings with their events, the risk sample and the host's status."""
+        now = run.started_at
+        with transaction.atomic():
+            digest = snap.digest()
+            if self.snapshot is None or self.snapshot.digest != digest:
+                self.snapshot = Snapshot.objects.create(host=self, taken_at=now, digest=digest, data=snap.to_dict())
+                run.snapshot_changed = True
+            run.snapshot = self.snapshot
+            ContainerRecord.objects.replace_for(self, snap)
+            counts = Finding.objects.reconcile(self, specs, run, now)
+            sample = RiskSample.record(self, run, now)
+            run.api_calls, run.inspects_reused, run.containers = snap.api_calls, snap.inspects_reused, len(snap.containers)
+            run.opened, run.resolved, run.reopened = counts["opened"], counts["resolved"], counts["reopened"]
+            run.findings_open = sample.open_count
+            run.finish(PollStatus.OK, at=timezone.now())
+            self.last_poll_at = self.last_success_at = run.finished_at
+            self.last_status, self.last_error = HostStatus.OK, ""
+            self.save(update_fields=["snapshot", "last_poll_at", "last_success_at", "last_status", "last_error", "risk_score", "risk_breakdown"])
+
+    def refresh_risk(self, poll: PollRun | None = None) -> None:
+        RiskSample.record(self, poll, timezone.now())
+        self.save(update_fields=["risk_score", "risk_breakdown"])
+
+
+class Snapshot(models.Model):
+    """A host snapshot, stored when it differs from the previous one."""
+
+    host = models.ForeignKey(DockerHost, on_delete=models.CASCADE, related_name="snapshots")
+    taken_at = models.DateTimeField()
+    digest = models.CharField(max_length=64)
+    data = models.JSONField()
+
+    class Meta:
+        ordering = ["-taken_at"]
+
+    def snapshot(self) -> HostSnapshot:
+        return HostSnapshot.from_dict(self.data)
+
+
+class PollRun(models.Model):
+    host = models.ForeignKey(DockerHost, on_delete=models.CASCADE, related_name="polls")
+    token = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=PollStatus, default=PollStatus.RUNNING)
+    error = models.TextField(blank=True)
+    api_calls = models.PositiveIntegerField(default=0)
+    inspects_reused = models.PositiveIntegerField(default=0)
+    containers = models.PositiveIntegerField(default=0)
+    findings_open = models.PositiveIntegerField(default=0)
+    opened = models.PositiveIntegerField(default=0)
+    resolved = models.PositiveIntegerField(default=0)
+    reopened = models.PositiveIntegerField(default=0)
+    snapshot_changed = models.BooleanField(default=False)
+    snapshot = models.ForeignKey(Snapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="polls")
+
+    retryable = False  # set on failure, not stored
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["host", "-started_at"], name="poll_host_recent")]  # host page poll history
+
+    def __str__(self) -> str:
+        return f"{self.host} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    @classmethod
+    def begin(cls, host: DockerHost, token: str) -> PollRun:
+        # A run left RUNNING by this host was cut short by a dead worker; say so.
+        cls.objects.filter(host=host, status=PollStatus.RUNNING).update(
+            status=PollStatus.LOST, finished_at=timezone.now(), error="the worker running this poll stopped before it finished; it was polled again"
+        )
+        return cls.objects.create(host=host, token=token, started_at=timezone.now())
+
+    def finish(self, status: str, *, at: datetime, error: str = "") -> None:
+        self.status, self.error, self.finished_at = status, error, at
+        self.save()
+
+    @property
+    def duration(self) -> timedelta | None:
+        return self.finished_at - self.started_at if self.finished_at else None

@@ -1,0 +1,63 @@
+"""Queries that more than one view, task or command asks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from .models.choices import SEVERITY_RANK, FindingStatus
+
+
+class HostQuerySet(models.QuerySet):
+    def due_for_poll(self, now: datetime | None = None) -> HostQuerySet:
+        now = now or timezone.now()
+        return self.filter(enabled=True).filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+
+    def with_open_counts(self) -> HostQuerySet:
+        """Open finding counts per severity, in the same query (fleet page, reports)."""
+        open_ = Q(findings__status=FindingStatus.OPEN)
+        return self.annotate(
+            open_total=Count("findings", filter=open_),
+            **{f"open_{sev}": Count("findings", filter=open_ & Q(findings__severity=sev)) for sev in SEVERITY_RANK},
+        )
+
+    def with_poll_counts(self) -> HostQuerySet:
+        return self.annotate(completed_polls=Count("polls", filter=Q(polls__status="ok")))
+
+    def with_labels(self, labels: dict[str, str]) -> HostQuerySet:
+        qs = self
+        for key, value in labels.items():
+            qs = qs.filter(**{f"labels__{key}": value})
+        return qs
+
+
+class FindingQuerySet(models.QuerySet):
+    def open(self) -> FindingQuerySet:
+        return self.filter(status=FindingStatus.OPEN)
+
+    def current(self) -> FindingQuerySet:
+        """Open or accepted: what is still out there."""
+        return self.exclude(status=FindingStatus.RESOLVED)
+
+    def for_host(self, host: object) -> FindingQuerySet:
+        return self.filter(host=host)
+
+    def with_status(self, status: str) -> FindingQuerySet:
+        return self if status in ("", "all") else self.filter(status=status)
+
+    def at_least(self, severity: str) -> FindingQuerySet:
+        rank = SEVERITY_RANK[severity]
+        return self.filter(severity__in=[s for s, r in SEVERITY_RANK.items() if r >= rank])
+
+    def changed_since(self, since: datetime) -> FindingQuerySet:
+        return self.filter(events__at__gte=since).distinct()
+
+    def acceptance_expired(self, now: datetime | None = None) -> FindingQuerySet:
+        return self.filter(status=FindingStatus.ACCEPTED, accepted_until__lte=now or timezone.now())
+
+    def by_severity(self) -> FindingQuerySet:
+        order = models.Case(*(models.When(severity=s, then=-r) for s, r in SEVERITY_RANK.items()), output_field=models.IntegerField())
+        return self.annotate(severity_order=order).order_by("severity_order", "rule_id", "subject_key", "item_key")

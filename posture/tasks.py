@@ -1,0 +1,68 @@
+"""Every Celery task. Each takes ids, reloads, returns quietly if the row is gone,
+calls one model method and logs. All are idempotent, so late acks are safe."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.utils import timezone
+
+from .models import DockerHost, Finding
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True, soft_time_limit=30, time_limit=60)
+def dispatch_polls() -> int:
+    """Enqueue one ``poll_host`` per due host; a duplicate dispatch claims nothing."""
+    now = timezone.now()
+    dispatched = 0
+    for host in DockerHost.objects.due_for_poll(now).only("pk", "name", "next_poll_at", "poll_interval"):
+        if host.claim_dispatch(now):
+            # An outage must not leave a backlog: a poll not started within one
+            # interval is dropped, the next dispatch makes a fresh one.
+            poll_host.apply_async((host.pk,), expires=host.poll_interval)
+            dispatched += 1
+    if dispatched:
+        log.info("dispatched %d poll(s)", dispatched)
+    return dispatched
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.POLL_SOFT_TIME_LIMIT,
+    time_limit=settings.POLL_TIME_LIMIT,
+    max_retries=settings.POLL_MAX_RETRIES,
+    ignore_result=True,
+)
+def poll_host(self, host_id: int) -> None:  # noqa: ANN001 - Celery's bound task
+    host = DockerHost.objects.filter(pk=host_id).first()
+    if host is None:
+        return
+    token = self.request.id or ""
+    try:
+        run = host.poll(token=token)
+    except SoftTimeLimitExceeded:
+        host.record_timeout(token, settings.POLL_SOFT_TIME_LIMIT)
+        return
+    if run is None:
+        log.info("poll of %s skipped: another poll holds the lock", host.name)
+        return
+    log.info("poll of %s: %s %s", host.name, run.status, run.error)
+    if run.retryable and self.request.retries < self.max_retries:
+        countdown = min(15 * 2**self.request.retries, settings.POLL_RETRY_BACKOFF_MAX)
+        raise self.retry(countdown=countdown)
+
+
+@shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
+def expire_acceptances() -> int:
+    """Reopen findings whose risk acceptance has run out."""
+    expired = sum(f.expire_acceptance() for f in Finding.objects.acceptance_expired().select_related("host"))
+    if expired:
+        log.info("%d risk acceptance(s) expired", expired)
+    return expired

@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.urls import path
+
+from .views import auth, findings, fleet, hosts, rules
+
+urlpatterns = [
+    path("", fleet.fleet, name="fleet"),
+    path("login/", login_not_required(auth.LoginView.as_view()), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("rules/", rules.rule_catalog, name="rules"),
+    path("hosts/new/", hosts.host_edit, name="host-new"),
+    path("hosts/test/", hosts.host_test, name="host-test"),
+    path("hosts/<str:name>/", hosts.host_detail, name="host"),
+    path("hosts/<str:name>/edit/", hosts.host_edit, name="host-edit"),
+    path("hosts/<str:name>/delete/", hosts.host_delete, name="host-delete"),
+    path("hosts/<str:name>/poll/", hosts.poll_now, name="host-poll"),
+    path("hosts/<str:name>/poll/status/", hosts.poll_status, name="host-poll-status"),
+    path("hosts/<str:host>/findings/<int:pk>/", findings.finding_detail, name="finding"),
+    path("hosts/<str:host>/findings/<int:pk>/accept/", findings.finding_accept, name="finding-accept"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,56 @@
+"""A finding's evidence, remediation and timeline; accepting its risk."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.http import require_GET, require_POST
+
+from posture.forms import AcceptRiskForm
+from posture.models import Finding
+
+from .rendering import HtmxHttpRequest, render_page
+
+
+def get_finding(host: str, pk: int) -> Finding:
+    return get_object_or_404(Finding.objects.select_related("host"), pk=pk, host__name=host)
+
+
+def _context(request: HtmxHttpRequest, finding: Finding, form: AcceptRiskForm | None = None) -> dict[str, object]:
+    return {
+        "finding": finding,
+        "host": finding.host,
+        "rule": finding.rule,
+        "evidence": json.dumps(finding.evidence, indent=2, sort_keys=True),
+        "events": finding.events.select_related("actor", "poll"),
+        "acceptances": finding.acceptances.select_related("accepted_by"),
+        "form": form or AcceptRiskForm(),
+        "can_accept": request.user.has_perm("posture.accept_risk"),
+    }
+
+
+@require_GET
+@permission_required("posture.view_dockerhost", raise_exception=True)
+def finding_detail(request: HtmxHttpRequest, host: str, pk: int) -> HttpResponse:
+    finding = get_finding(host, pk)
+    return render_page(request, "posture/finding.html", _context(request, finding))
+
+
+@require_POST
+@permission_required("posture.accept_risk", raise_exception=True)
+def finding_accept(request: HtmxHttpRequest, host: str, pk: int) -> HttpResponse:
+    finding = get_finding(host, pk)
+    form = AcceptRiskForm(request.POST)
+    if finding.status == "resolved":
+        form.add_error(None, "This finding is resolved; there is no risk left to accept.")
+    if not form.is_valid():
+        return render_page(request, "posture/finding.html", _context(request, finding, form), partial="accept" if request.htmx else None, status=400)
+    until = datetime.combine(form.cleaned_data["expires_on"], time.min, tzinfo=UTC)
+    finding.accept(by=request.user, until=until, justification=form.cleaned_data["justification"])
+    messages.success(request, f"Risk accepted until {until:%d %b %Y}.")
+    return redirect("finding", host=host, pk=pk)

@@ -1,0 +1,111 @@
+"""The per-host drill-down, Poll now, and the hosts admin."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.db.models import Prefetch
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from posture import charts
+from posture.forms import HostForm
+from posture.models import AuditEntry, ContainerRecord, DockerHost, Finding, FindingEvent, PollRun, PollStatus, PublishedPort
+from posture.tasks import poll_host
+
+from .rendering import HtmxHttpRequest, render_page
+
+
+def get_host(name: str) -> DockerHost:
+    return get_object_or_404(DockerHost.objects.select_related("snapshot"), name=name)
+
+
+@require_GET
+@permission_required("posture.view_dockerhost", raise_exception=True)
+def host_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    host = get_host(name)
+    findings = list(Finding.objects.for_host(host).current().by_severity())
+    grouped = [(sev, list(items)) for sev, items in groupby(findings, key=lambda f: f.severity)]
+    containers = ContainerRecord.objects.filter(host=host).prefetch_related(Prefetch("ports", queryset=PublishedPort.objects.order_by("container_port")))
+    polls = list(PollRun.objects.filter(host=host)[:15])
+    last_ok = next((p for p in polls if p.status == PollStatus.OK), None)
+    changes = list(FindingEvent.objects.filter(poll=last_ok).select_related("finding").order_by("kind", "finding__rule_id")) if last_ok else []
+    samples = list(host.risk_samples.order_by("-at").values_list("at", "score")[:200])[::-1]
+    context = {
+        "host": host,
+        "grouped": grouped,
+        "open_count": sum(1 for f in findings if f.status == "open"),
+        "containers": containers,
+        "networks": host.networks.all(),
+        "engine": (host.snapshot.data.get("engine") if host.snapshot else None),
+        "connection": (host.snapshot.data.get("connection") if host.snapshot else None),
+        "polls": polls,
+        "changes": changes,
+        "risk_chart": charts.risk_history(samples),
+        "can_poll": request.user.has_perm("posture.poll_host"),
+        "can_manage": request.user.has_perm("posture.manage_hosts"),
+    }
+    return render_page(request, "posture/host.html", context)
+
+
+@require_POST
+@permission_required("posture.poll_host", raise_exception=True)
+def poll_now(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    host = get_host(name)
+    latest = PollRun.objects.filter(host=host).values_list("pk", flat=True).first() or 0
+    poll_host.delay_on_commit(host.pk)
+    AuditEntry.log(request.user, "host.poll", host)
+    if not request.htmx:
+        messages.info(request, f"Poll of {host.name} queued.")
+        return redirect("host", name=host.name)
+    return render_page(request, "posture/host.html", {"host": host, "after": latest, "waiting": True}, partial="poll-status")
+
+
+@require_GET
+@permission_required("posture.view_dockerhost", raise_exception=True)
+def poll_status(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """Polled by the progress indicator until a poll newer than ``after`` has finished."""
+    host = get_host(name)
+    after = int(request.GET.get("after") or 0)
+    run = PollRun.objects.filter(host=host, pk__gt=after).exclude(status=PollStatus.RUNNING).first()
+    response = render_page(request, "posture/host.html", {"host": host, "after": after, "waiting": run is None, "run": run}, partial="poll-status")
+    if run is not None:
+        # Every part of the page listening for this event fetches itself again.
+        response["HX-Trigger"] = "poll-finished"
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("posture.manage_hosts", raise_exception=True)
+def host_edit(request: HtmxHttpRequest, name: str | None = None) -> HttpResponse:
+    host = get_host(name) if name else None
+    form = HostForm(request.POST or None, request.FILES or None, instance=host)
+    if request.method == "POST" and form.is_valid():
+        saved = form.save()
+        AuditEntry.log(request.user, "host.edit" if host else "host.add", saved, url=saved.url, fields=sorted(form.changed_data))
+        messages.success(request, f"Saved {saved.name}.")
+        return redirect("host", name=saved.name)
+    return render_page(request, "posture/host_form.html", {"form": form, "host": host}, status=400 if form.errors else 200)
+
+
+@require_POST
+@permission_required("posture.manage_hosts", raise_exception=True)
+def host_test(request: HtmxHttpRequest) -> HttpResponse:
+    """Try the connection settings in the form without saving them."""
+    form = HostForm(request.POST, request.FILES)
+    result = form.test_connection() if form.is_valid() else None
+    return render_page(request, "posture/host_form.html", {"form": form, "test": result}, partial="test-result")
+
+
+@require_POST
+@permission_required("posture.manage_hosts", raise_exception=True)
+def host_delete(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    host = get_host(name)
+    AuditEntry.log(request.user, "host.remove", host)
+    host.delete()
+    messages.success(request, f"Removed {name} and its history.")
+    return redirect(reverse("fleet"))
