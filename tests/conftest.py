@@ -6,7 +6,9 @@ fails instead of skipping when the part is missing.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -61,6 +63,32 @@ def second_engine(second_engine_session: TestEngine) -> TestEngine:
     if not second_engine_session.external_url:
         second_engine_session.reset()
     return second_engine_session
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def exposed_engine_session() -> Iterator[TestEngine]:
+    """An engine configured badly on purpose: plain-TCP API on loopback, an insecure
+    registry, swarm mode; and user-namespace remapping, for the silent side of 2.9."""
+    api_port, swarm_port = free_port(), free_port()
+    eng = _start("exposed", 2, ["-H", f"tcp://127.0.0.1:{api_port}", "--insecure-registry", "10.9.0.0/16", "--userns-remap=default"])
+    eng.tcp_url = f"tcp://127.0.0.1:{api_port}"
+    eng.client.swarm.init(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{swarm_port}")
+    yield eng
+    with contextlib.suppress(Exception):
+        eng.client.swarm.leave(force=True)
+    eng.stop()
+
+
+@pytest.fixture
+def exposed_engine(exposed_engine_session: TestEngine) -> TestEngine:
+    exposed_engine_session.reset()
+    return exposed_engine_session
 
 
 @pytest.fixture

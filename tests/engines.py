@@ -97,6 +97,7 @@ class TestEngine:
         if os.geteuid() != 0:
             raise EngineUnavailable("starting dockerd needs root")
         self.root = Path(tempfile.mkdtemp(prefix=f"posture-engine-{self.name}-"))
+        self.root.chmod(0o711)  # a userns-remapped daemon must traverse it
         subnet = f"10.213.{10 + self.index}"
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         for cmd in (
