@@ -203,5 +203,7 @@ class TestEngine:
         for point in _mounts_under(self.root, self.exec_root):
             subprocess.run(["umount", "-l", point], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
-        shutil.rmtree(self.exec_root, ignore_errors=True)
+        # A userns-remapped daemon also leaves <exec-root>.<uid>.<gid> beside its exec-root.
+        for leftover in self.exec_root.parent.glob(f"{self.exec_root.name}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         shutil.rmtree(self.root, ignore_errors=True)

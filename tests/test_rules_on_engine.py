@@ -13,7 +13,6 @@ import pytest
 from .engines import IMAGE
 from .observe import conclusions, hits, subjects
 
-
 # --- namespaces ---------------------------------------------------------------------
 
 

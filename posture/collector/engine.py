@@ -211,10 +211,11 @@ def collect(target: EngineTarget, previous: HostSnapshot | None = None, *, worke
             return _read(client, previous, connection, workers)
         except MalformedAnswer:
             raise
+        except (ValueError, KeyError, TypeError) as exc:
+            # Includes requests' JSONDecodeError: an answer that is not JSON at all.
+            raise MalformedAnswer(f"{url} answered with something that is not the Docker Engine API: {exc}") from exc
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             raise _classify(exc, str(url)) from exc
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MalformedAnswer(f"{url} answered with something that is not the Docker Engine API: {exc}") from exc
 
 
 def probe(target: EngineTarget) -> str:

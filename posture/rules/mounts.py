@@ -26,8 +26,12 @@ ENGINE_SOCKETS = (
 SENSITIVE_PATHS = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr", "/root", "/var/lib/docker", "/run", "/var/run")
 
 
+# Engines run with --host elsewhere (rootless, custom data roots) keep these names.
+SOCKET_NAMES = frozenset({"docker.sock", "containerd.sock", "podman.sock", "crio.sock", "dockershim.sock"})
+
+
 def _is_socket(path: str) -> bool:
-    return any(fnmatch.fnmatch(path, pattern) for pattern in ENGINE_SOCKETS)
+    return path.rsplit("/", 1)[-1] in SOCKET_NAMES or any(fnmatch.fnmatch(path, pattern) for pattern in ENGINE_SOCKETS)
 
 
 @rule(
