@@ -1,0 +1,78 @@
+"""Real Celery worker and beat processes against the test database and Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from .waiting import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def process_env(var_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a process that shares this test's database, broker and keys."""
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="posture.settings",
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        SECRET_KEY=settings.SECRET_KEY,
+        POSTURE_CREDENTIALS_KEY=",".join(settings.POSTURE_CREDENTIALS_KEYS),
+        POSTURE_VAR_DIR=str(var_dir),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+@dataclass
+class CeleryProcesses:
+    var_dir: Path
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start_worker(self, name: str = "w1", concurrency: int = 2) -> subprocess.Popen:
+        log = self.var_dir / f"{name}.log"
+        cmd = [sys.executable, "-m", "celery", "-A", "posture", "worker", "--pool", "prefork", "--concurrency", str(concurrency)]
+        cmd += ["-Q", "celery,reports", "-n", f"{name}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+        self.procs[name] = proc
+        wait_for(lambda: b"ready." in log.read_bytes() or proc.poll() is not None, timeout=60, what=f"worker {name} to be ready")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        return proc
+
+    def start_beat(self) -> subprocess.Popen:
+        log = self.var_dir / "beat.log"
+        cmd = [sys.executable, "-m", "celery", "-A", "posture", "beat", "--loglevel", "INFO", "--schedule", str(self.var_dir / "beat-schedule")]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+        self.procs["beat"] = proc
+        return proc
+
+    def children(self, name: str = "w1") -> list[int]:
+        """Pool processes of a prefork worker."""
+        pid = self.procs[name].pid
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+    def log(self, name: str) -> str:
+        return (self.var_dir / f"{name}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -1,0 +1,201 @@
+"""Posture is a timeline: findings open, refresh, resolve, reopen and keep their
+identity across container re-creation; acceptances lapse; polls are claimed once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, HostStatus, PollRun, PollStatus
+
+pytestmark = pytest.mark.django_db
+
+COMPOSE = {"com.docker.compose.project": "shop", "com.docker.compose.service": "db", "com.docker.compose.container-number": "1"}
+
+
+def open_rules(host: DockerHost, subject: str) -> set[str]:
+    return set(Finding.objects.filter(host=host, subject_name=subject, status=FindingStatus.OPEN).values_list("rule_id", flat=True))
+
+
+def kinds(finding: Finding) -> list[str]:
+    return list(finding.events.values_list("kind", flat=True))
+
+
+def test_a_container_added_between_polls_opens_a_finding_first_seen_at_that_poll(engine, make_host):
+    host = make_host("h1", engine)
+    host.poll()
+    engine.container("late-db", ports={"5432/tcp": 15532})
+    second = host.poll()
+    finding = Finding.objects.get(host=host, rule_id="port-sensitive-service-exposed")
+    assert finding.first_seen == second.started_at and finding.last_seen == second.started_at
+    assert kinds(finding) == [EventKind.OPENED]
+    assert finding.events.get().poll == second
+    assert second.opened >= 1
+
+
+def test_a_removed_container_resolves_its_findings(engine, make_host):
+    host = make_host("h1", engine)
+    engine.container("edge", network_mode="host")
+    host.poll()
+    engine.remove("edge")
+    run = host.poll()
+    finding = Finding.objects.get(host=host, rule_id="host-network")
+    assert finding.status == FindingStatus.RESOLVED and finding.resolved_at == run.started_at
+    assert kinds(finding) == [EventKind.OPENED, EventKind.RESOLVED]
+    assert run.resolved >= 1
+
+
+def test_a_recreated_container_keeps_its_history_and_reopens(engine, make_host):
+    host = make_host("h1", engine)
+    engine.container("edge", network_mode="host")
+    first = host.poll()
+    engine.remove("edge")
+    host.poll()
+    engine.container("edge", network_mode="host")
+    host.poll()
+    finding = Finding.objects.get(host=host, rule_id="host-network")
+    assert finding.status == FindingStatus.OPEN and finding.first_seen == first.started_at
+    assert kinds(finding) == [EventKind.OPENED, EventKind.RESOLVED, EventKind.REOPENED]
+
+
+def test_compose_identity_survives_a_new_container_name(engine, make_host):
+    host = make_host("h1", engine)
+    engine.container("shop-db-1", ports={"5432/tcp": 15533}, labels=COMPOSE)
+    host.poll()
+    engine.remove("shop-db-1")
+    engine.container("shop_db_1", ports={"5432/tcp": 15533}, labels=COMPOSE)  # compose v1 naming
+    host.poll()
+    finding = Finding.objects.get(host=host, rule_id="port-sensitive-service-exposed")
+    assert finding.subject_key == "shop/db" and finding.subject_name == "shop_db_1"
+    assert kinds(finding) == [EventKind.OPENED]
+
+
+def test_the_same_snapshot_twice_changes_nothing_but_last_seen(engine, make_host):
+    host = make_host("h1", engine)
+    engine.container("edge", network_mode="host", cap_add=["NET_ADMIN"])
+    host.poll()
+    events = FindingEvent.objects.count()
+    snapshots = host.snapshots.count()
+    again = host.poll()
+    assert FindingEvent.objects.count() == events
+    assert host.snapshots.count() == snapshots and again.snapshot_changed is False
+    assert set(Finding.objects.filter(host=host).values_list("last_seen", flat=True)) == {again.started_at}
+
+
+def test_a_changed_configuration_is_an_event(engine, make_host):
+    host = make_host("h1", engine)
+    engine.container("svc", ports={"80/tcp": 18480})
+    host.poll()
+    engine.container("svc", ports={"80/tcp": 18481})
+    run = host.poll()
+    finding = Finding.objects.get(host=host, rule_id="port-all-interfaces")
+    change = finding.events.get(kind=EventKind.CHANGED)
+    assert change.poll == run and "evidence" in change.detail
+
+
+def test_stopping_a_container_keeps_the_finding_open_but_marks_it_not_running(engine, make_host):
+    host = make_host("h1", engine)
+    box = engine.container("edge", network_mode="host")
+    host.poll()
+    score_running = DockerHost.objects.get(pk=host.pk).risk_score
+    box.stop(timeout=0)
+    host.poll()
+    finding = Finding.objects.get(host=host, rule_id="host-network")
+    assert finding.status == FindingStatus.OPEN and finding.running is False
+    assert DockerHost.objects.get(pk=host.pk).risk_score < score_running
+
+
+def test_accepted_findings_leave_the_score_until_the_acceptance_expires(engine, make_host, analyst):
+    host = make_host("h1", engine)
+    engine.container("pg", ports={"5432/tcp": 15534})
+    host.poll()
+    before = DockerHost.objects.get(pk=host.pk).risk_score
+    finding = Finding.objects.get(host=host, rule_id="port-sensitive-service-exposed")
+    until = timezone.now() + timedelta(days=7)
+    finding.accept(by=analyst, until=until, justification="Behind the VPN firewall; ticket SEC-42")
+    accepted = DockerHost.objects.get(pk=host.pk).risk_score
+    assert accepted < before
+    host.poll()  # a poll keeps the acceptance
+    assert Finding.objects.get(pk=finding.pk).status == FindingStatus.ACCEPTED
+    assert DockerHost.objects.get(pk=host.pk).risk_score == accepted
+
+    assert finding.expire_acceptance(now=until + timedelta(seconds=1))
+    finding.refresh_from_db()
+    assert finding.status == FindingStatus.OPEN
+    assert DockerHost.objects.get(pk=host.pk).risk_score == before
+    assert kinds(finding)[-2:] == [EventKind.ACCEPTED, EventKind.ACCEPTANCE_EXPIRED]
+    assert finding.events.get(kind=EventKind.ACCEPTED).actor == analyst
+
+
+def test_events_are_append_only(engine, make_host):
+    host = make_host("h1", engine)
+    engine.container("edge", network_mode="host")
+    host.poll()
+    event = FindingEvent.objects.first()
+    event.kind = EventKind.RESOLVED
+    with pytest.raises(ValueError, match="append-only"):
+        event.save()
+
+
+def test_a_duplicate_dispatch_claims_nothing(make_host, engine):
+    host = make_host("h1", engine)
+    now = timezone.now()
+    stale_copy = DockerHost.objects.get(pk=host.pk)
+    assert host.claim_dispatch(now) is True
+    assert stale_copy.claim_dispatch(now) is False
+    assert DockerHost.objects.due_for_poll(now).count() == 0
+
+
+def test_the_poll_lease_admits_one_task_and_its_redelivery(make_host, engine):
+    host = make_host("h1", engine)
+    assert host.acquire_lease("task-a")
+    assert not host.acquire_lease("task-b")
+    assert host.acquire_lease("task-a")  # the same task, re-delivered after its worker died
+    assert host.poll(token="task-b") is None
+    host.release_lease("task-a")
+    assert host.acquire_lease("task-b")
+
+
+def test_an_expired_lease_is_taken_over(make_host, engine):
+    host = make_host("h1", engine)
+    assert host.acquire_lease("dead-task", now=timezone.now() - timedelta(hours=1))
+    assert host.acquire_lease("new-task")
+
+
+def test_a_poll_cut_short_is_marked_lost_by_the_next(make_host, engine):
+    host = make_host("h1", engine)
+    orphan = PollRun.begin(host, "dead-task")
+    host.poll()
+    orphan.refresh_from_db()
+    assert orphan.status == PollStatus.LOST and "stopped before it finished" in orphan.error
+
+
+def test_an_unreachable_host_is_marked_with_its_error(make_host, tmp_path):
+    host = make_host("gone", url=f"unix://{tmp_path}/gone.sock")
+    run = host.poll()
+    host.refresh_from_db()
+    assert run.status == PollStatus.FAILED and run.retryable
+    assert host.last_status == HostStatus.UNREACHABLE and "no such file or directory" in host.last_error
+
+
+def test_a_host_without_a_good_poll_for_three_intervals_is_stale(engine, make_host):
+    host = make_host("h1", engine, poll_interval=60)
+    host.poll()
+    host.refresh_from_db()
+    assert host.display_status == "ok"
+    DockerHost.objects.filter(pk=host.pk).update(last_success_at=timezone.now() - timedelta(seconds=181))
+    host.refresh_from_db()
+    assert host.display_status == "stale"
+
+
+def test_a_poll_records_its_cost_and_a_risk_sample(engine, make_host):
+    host = make_host("h1", engine)
+    engine.container("one")
+    engine.container("two", start=False)
+    run = host.poll()
+    assert run.status == PollStatus.OK and run.containers == 2 and run.api_calls >= 6
+    assert run.duration is not None
+    sample = host.risk_samples.get()
+    assert sample.poll == run and sample.score == DockerHost.objects.get(pk=host.pk).risk_score
