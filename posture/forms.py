@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from posture.collector import MalformedAnswer
 from posture.collector.engine import EngineError, probe
 from posture.models import DockerHost
 
@@ -82,7 +83,7 @@ class HostForm(forms.ModelForm):
         try:
             with host.engine_target() as target:
                 return True, probe(target)
-        except EngineError as exc:
+        except (EngineError, MalformedAnswer) as exc:
             return False, str(exc)
 
 

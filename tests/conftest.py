@@ -17,6 +17,8 @@ from django.contrib.auth.models import Group, User
 from posture.models import DockerHost
 
 from .engines import EngineUnavailable, TestEngine
+from .pki import CA
+from .sshd import Sshd, SshdUnavailable, start_sshd
 
 CI = os.environ.get("CI", "").lower() == "true"
 
@@ -89,6 +91,37 @@ def exposed_engine_session() -> Iterator[TestEngine]:
 def exposed_engine(exposed_engine_session: TestEngine) -> TestEngine:
     exposed_engine_session.reset()
     return exposed_engine_session
+
+
+@pytest.fixture(scope="session")
+def tls_engine_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestEngine]:
+    """An engine that serves its API over TLS on loopback and requires client certificates."""
+    ca = CA(tmp_path_factory.mktemp("pki"))
+    server = ca.issue("engine", server=True)
+    port = free_port()
+    eng = _start(
+        "tls", 3, ["--tlsverify", "--tlscacert", str(ca.path), "--tlscert", str(server.cert), "--tlskey", str(server.key), "-H", f"tcp://127.0.0.1:{port}"]
+    )
+    eng.tcp_url, eng.ca = f"tcp://127.0.0.1:{port}", ca
+    yield eng
+    eng.stop()
+
+
+@pytest.fixture
+def tls_engine(tls_engine_session: TestEngine) -> TestEngine:
+    tls_engine_session.reset()
+    return tls_engine_session
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    try:
+        server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    except SshdUnavailable as exc:
+        need(str(exc))
+        raise
+    yield server
+    server.stop()
 
 
 @pytest.fixture

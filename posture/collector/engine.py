@@ -25,6 +25,7 @@ import docker
 import docker.errors
 import docker.tls
 import requests.exceptions
+from cryptography import x509
 
 from .parse import MalformedAnswer, build_snapshot
 from .snapshot import Connection, Container, HostSnapshot
@@ -114,9 +115,23 @@ def _ssh_tunnel(target: EngineTarget, workdir: Path) -> Iterator[str]:
             proc.kill()
 
 
+def _check_certificate(path: Path | None, what: str, now: datetime) -> None:
+    """Name an expired or not-yet-valid certificate before the handshake does, vaguely."""
+    if path is None:
+        return
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError:
+        raise EngineRejected(f"the {what} is not a PEM certificate") from None
+    if cert.not_valid_after_utc < now:
+        raise EngineRejected(f"the {what} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; upload a renewed one")
+    if cert.not_valid_before_utc > now:
+        raise EngineRejected(f"the {what} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+
+
 @contextlib.contextmanager
-def open_client(target: EngineTarget) -> Iterator[docker.APIClient]:
-    """An API client for ``target`` with a timeout on every call.
+def open_client(target: EngineTarget) -> Iterator[tuple[docker.APIClient, dict[str, Any]]]:
+    """An API client for ``target`` with a timeout on every call, and its /version answer.
 
     Never ``docker.from_env()``: it follows the CLI context and environment of
     whoever runs the worker, not the host the operator registered.
@@ -130,6 +145,9 @@ def open_client(target: EngineTarget) -> Iterator[docker.APIClient]:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="posture-ssh-")))
             base_url = stack.enter_context(_ssh_tunnel(target, workdir))
         elif target.uses_tls:
+            now = datetime.now(UTC)
+            _check_certificate(target.tls_ca, "CA certificate", now)
+            _check_certificate(target.tls_cert, "client certificate", now)
             # Always verify the server against the host's own CA.
             client_cert = (str(target.tls_cert), str(target.tls_key)) if target.tls_cert and target.tls_key else None
             tls = docker.tls.TLSConfig(client_cert=client_cert, ca_cert=str(target.tls_ca), verify=True)
@@ -139,16 +157,33 @@ def open_client(target: EngineTarget) -> Iterator[docker.APIClient]:
                 raise EngineRejected(f"{url} is plain tcp without TLS; mark the host insecure to poll it anyway")
             base_url = f"http://{url.host}:{url.port}" if ":" not in url.host else f"http://[{url.host}]:{url.port}"
         try:
-            client = docker.APIClient(base_url=base_url, tls=tls, timeout=target.timeout, version="auto", max_pool_size=INSPECT_WORKERS + 2)
-        except docker.errors.DockerException as exc:
-            raise _classify(exc.__context__ or exc, str(url)) from exc
-        stack.callback(client.close)
-        yield client
+            # Negotiate the API version ourselves (rather than version="auto") so the
+            # client is configured before its first request, and the answer is reused.
+            client = docker.APIClient(
+                base_url=base_url, tls=tls, timeout=target.timeout, version=docker.constants.MINIMUM_DOCKER_API_VERSION, max_pool_size=INSPECT_WORKERS + 2
+            )
+            # The worker's environment must not steer engine traffic: requests would let
+            # REQUESTS_CA_BUNDLE replace the host's CA and HTTP(S)_PROXY reroute the API.
+            client.trust_env = False
+            stack.callback(client.close)
+            version = client.version(api_version=False)
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            raise _classify(exc, str(url)) from exc
+        except ValueError as exc:
+            raise MalformedAnswer(f"{url} answered /version with something that is not the Docker Engine API: {exc}") from exc
+        if not isinstance(version, dict) or not version.get("ApiVersion"):
+            raise MalformedAnswer(f"{url} answered /version without an ApiVersion")
+        client._version = min(str(version["ApiVersion"]), docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_key)
+        yield client, version
+
+
+def _version_key(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.split(".") if p.isdigit())
 
 
 class _Counter:
     def __init__(self) -> None:
-        self.calls = 1  # the version negotiation made by APIClient(version="auto")
+        self.calls = 1  # /version, read by open_client
         self._lock = threading.Lock()
 
     def __call__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -162,7 +197,7 @@ def _unchanged(listed: Mapping[str, Any], previous: Container) -> bool:
     return listed.get("State") == previous.state and sorted(networks) == sorted(a.network for a in previous.attachments)
 
 
-def _read(client: docker.APIClient, previous: HostSnapshot | None, connection: Connection, workers: int) -> HostSnapshot:
+def _read(client: docker.APIClient, version: dict[str, Any], previous: HostSnapshot | None, connection: Connection, workers: int) -> HostSnapshot:
     call = _Counter()
 
     def inspect(fn: Callable[[str], Any], ident: str) -> Any:
@@ -171,7 +206,6 @@ def _read(client: docker.APIClient, previous: HostSnapshot | None, connection: C
         except docker.errors.NotFound:
             return None  # removed between the list and the inspect: it is gone
 
-    version = call(client.version)
     info = call(client.info)
     listed_networks = call(client.networks)
     listed_containers = call(client.containers, all=True)
@@ -206,9 +240,9 @@ def collect(target: EngineTarget, previous: HostSnapshot | None = None, *, worke
     """Read one engine. Raises ``EngineError`` or ``MalformedAnswer`` with a clear message."""
     url = target.url
     connection = Connection(scheme=url.scheme, address=str(url), tls=target.uses_tls, client_cert=bool(target.tls_cert))
-    with open_client(target) as client:
+    with open_client(target) as (client, version):
         try:
-            return _read(client, previous, connection, workers)
+            return _read(client, version, previous, connection, workers)
         except MalformedAnswer:
             raise
         except (ValueError, KeyError, TypeError) as exc:
@@ -219,10 +253,6 @@ def collect(target: EngineTarget, previous: HostSnapshot | None = None, *, worke
 
 
 def probe(target: EngineTarget) -> str:
-    """Connect and read ``/version``: for "test connection". Raises ``EngineError``."""
-    with open_client(target) as client:
-        try:
-            version = client.version()
-        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-            raise _classify(exc, str(target.url)) from exc
-    return f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}, {version.get('Os', '?')}/{version.get('Arch', '?')})"
+    """Connect and read ``/version``: for "test connection". Raises ``EngineError`` or ``MalformedAnswer``."""
+    with open_client(target) as (_client, version):
+        return f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}, {version.get('Os', '?')}/{version.get('Arch', '?')})"

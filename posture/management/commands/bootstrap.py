@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandParser
 
-from posture.collector import parse_engine_url
+from posture.collector import MalformedAnswer, parse_engine_url
 from posture.collector.engine import EngineError, probe
 from posture.collector.target import EngineTarget
 from posture.models import DockerHost
@@ -36,7 +36,7 @@ class Command(BaseCommand):
             return
         try:
             version = probe(EngineTarget(url=parse_engine_url(engine), timeout=3))
-        except EngineError as exc:
+        except (EngineError, MalformedAnswer) as exc:
             self.stdout.write(f"No local engine registered: {exc}. Add hosts with 'manage.py hosts add'.")
             return
         DockerHost.objects.create(name="local", url=engine, labels={"env": "local"})
