@@ -49,9 +49,13 @@ def risk_history(samples: Sequence[tuple[datetime, int]], *, width: int = 640, h
         pts = " ".join(f"{pad_l + (t.timestamp() - t0) / span * plot_w:.1f},{pad_t + plot_h * (1 - s / 100):.1f}" for t, s in samples)
         body = format_html(
             '<polyline fill="none" stroke="#b91c1c" stroke-width="2" points="{}"/>'
+            '<circle cx="{}" cy="{}" r="3" fill="#b91c1c"><title>{}: {}</title></circle>'
             '<text x="{}" y="{}" font-size="10" fill="#475569">{}</text>'
             '<text x="{}" y="{}" font-size="10" fill="#475569" text-anchor="end">{}</text>',
             pts,
+            *pts.rsplit(" ", 1)[-1].split(","),
+            samples[-1][0].strftime("%d %b %H:%M"),
+            samples[-1][1],
             pad_l,
             height - 6,
             samples[0][0].strftime("%d %b %H:%M"),

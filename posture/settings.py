@@ -210,4 +210,5 @@ CACHES = {
     else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
 }
 # Serve straight from static/ until collectstatic has run (tests, first start).
-WHITENOISE_USE_FINDERS = not STATIC_ROOT.exists()
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = not (STATIC_ROOT / "posture").exists()

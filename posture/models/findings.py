@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from posture import risk
@@ -220,6 +222,13 @@ class RiskAcceptance(models.Model):
         return self.expires_at > timezone.now()
 
 
+class RiskSampleQuerySet(models.QuerySet):
+    def latest_per_host(self, host_ids: list[int], points: int) -> RiskSampleQuerySet:
+        """The last ``points`` samples of each host, oldest first, in one query."""
+        ranked = self.filter(host__in=host_ids).annotate(rank=Window(RowNumber(), partition_by=F("host"), order_by=F("at").desc()))
+        return ranked.filter(rank__lte=points).order_by("host", "at")
+
+
 class RiskSample(models.Model):
     """One point of a host's risk trend, written with every poll."""
 
@@ -230,6 +239,8 @@ class RiskSample(models.Model):
     open_count = models.PositiveIntegerField(default=0)
     counts = models.JSONField(default=dict)
     breakdown = models.JSONField(default=list)
+
+    objects = RiskSampleQuerySet.as_manager()
 
     class Meta:
         ordering = ["at"]

@@ -95,6 +95,8 @@ class Rule:
     # What the rule sees that the CIS item does not (or where the reference tool errs).
     beyond_cis: str = ""
 
+    do_not_call_in_templates = True  # a Rule is callable; templates read its metadata
+
     def __call__(self, *args: Any) -> Iterable[Hit]:
         return self.check(*args)
 

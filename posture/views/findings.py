@@ -9,7 +9,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from posture.forms import AcceptRiskForm
 from posture.models import Finding
@@ -53,4 +55,7 @@ def finding_accept(request: HtmxHttpRequest, host: str, pk: int) -> HttpResponse
     until = datetime.combine(form.cleaned_data["expires_on"], time.min, tzinfo=UTC)
     finding.accept(by=request.user, until=until, justification=form.cleaned_data["justification"])
     messages.success(request, f"Risk accepted until {until:%d %b %Y}.")
+    if request.htmx:
+        # The whole page changes (status, timeline, score): navigate rather than swap.
+        return HttpResponseClientRedirect(reverse("finding", kwargs={"host": host, "pk": pk}))
     return redirect("finding", host=host, pk=pk)

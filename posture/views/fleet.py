@@ -16,6 +16,7 @@ from .rendering import HtmxHttpRequest, paginate, render_page
 
 SORTS = {"risk": ("-risk_score", "name"), "name": ("name",), "findings": ("-open_total", "name"), "polled": ("-last_poll_at", "name")}
 SEVERITIES = ("critical", "high", "medium", "low", "info")
+TREND_POINTS = 30
 
 
 def _filtered(request: HtmxHttpRequest) -> tuple[object, dict[str, str]]:
@@ -33,6 +34,12 @@ def _filtered(request: HtmxHttpRequest) -> tuple[object, dict[str, str]]:
     return hosts.order_by(*SORTS.get(params["sort"], SORTS["risk"])), params
 
 
+def _without_page(request: HtmxHttpRequest) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
 @require_GET
 @permission_required("posture.view_dockerhost", raise_exception=True)
 def fleet(request: HtmxHttpRequest) -> HttpResponse:
@@ -40,7 +47,7 @@ def fleet(request: HtmxHttpRequest) -> HttpResponse:
     page = paginate(request, hosts, per_page=25)
     # One query for every sparkline on the page, not one per host.
     trends: dict[int, list[int]] = defaultdict(list)
-    for host_id, score in RiskSample.objects.filter(host__in=[h.pk for h in page]).order_by("at").values_list("host_id", "score"):
+    for host_id, score in RiskSample.objects.latest_per_host([h.pk for h in page], TREND_POINTS).values_list("host_id", "score"):
         trends[host_id].append(score)
     rows = [(h, charts.sparkline(trends[h.pk], label=f"risk trend of {h.name}")) for h in page]
     totals = DockerHost.objects.with_open_counts().aggregate(**{s: Sum(f"open_{s}") for s in SEVERITIES})
@@ -53,6 +60,6 @@ def fleet(request: HtmxHttpRequest) -> HttpResponse:
         "host_count": DockerHost.objects.count(),
         "severity_bar": charts.severity_bar(totals),
         "severities": SEVERITIES,
-        "query": request.GET.urlencode(),
+        "query": _without_page(request),
     }
     return render_page(request, "posture/fleet.html", context, partial="hosts" if request.htmx else None)

@@ -1,0 +1,260 @@
+"""The pages: roles enforced in views and hidden in templates, constant query counts,
+untrusted engine values escaped, strict CSP, throttled logins, deploy checks."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from posture.models import AuditEntry, DockerHost, Finding
+
+from .conftest import PASSWORD
+from .pki import CA
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def polled(engine, make_host):
+    engine.container("pg", ports={"5432/tcp": 15832}, labels={"owner": "<script>alert('x')</script>"})
+    engine.container("edge", network_mode="host")
+    host = make_host("web-1", engine, labels={"env": "prod"})
+    host.poll()
+    return host
+
+
+def htmx(client, method, url, data=None):
+    return getattr(client, method)(url, data, HTTP_HX_REQUEST="true")
+
+
+# --- roles ------------------------------------------------------------------------------
+
+
+def test_a_viewer_reads_everything_and_changes_nothing(client, viewer, polled):
+    client.force_login(viewer)
+    finding = Finding.objects.filter(host=polled).first()
+    for url in ("/", "/rules/", f"/hosts/{polled.name}/", f"/hosts/{polled.name}/findings/{finding.pk}/"):
+        assert client.get(url).status_code == 200, url
+    page = client.get(f"/hosts/{polled.name}/").content.decode()
+    assert "Poll now" not in page and "Edit" not in page
+    assert "Accept risk" not in client.get(f"/hosts/{polled.name}/findings/{finding.pk}/").content.decode()
+    assert client.post(f"/hosts/{polled.name}/poll/").status_code == 403
+    assert client.post(f"/hosts/{polled.name}/findings/{finding.pk}/accept/", {"justification": "x" * 20, "expires_on": "2099-01-01"}).status_code == 403
+    assert client.get("/hosts/new/").status_code == 403
+    assert client.post(f"/hosts/{polled.name}/delete/").status_code == 403
+    assert DockerHost.objects.filter(pk=polled.pk).exists()
+
+
+def test_an_outsider_without_a_role_sees_nothing(client, outsider, polled):
+    client.force_login(outsider)
+    for url in ("/", "/rules/", f"/hosts/{polled.name}/"):
+        response = client.get(url)
+        assert response.status_code == 403 and "not allowed" in response.content.decode()
+
+
+def test_an_analyst_polls_and_accepts_risk(client, analyst, polled, settings):
+    client.force_login(analyst)
+    page = client.get(f"/hosts/{polled.name}/").content.decode()
+    assert "Poll now" in page and "Edit" not in page
+    response = htmx(client, "post", f"/hosts/{polled.name}/poll/")
+    assert response.status_code == 200 and "Polling web-1" in response.content.decode()
+
+    finding = Finding.objects.get(host=polled, rule_id="port-sensitive-service-exposed")
+    before = DockerHost.objects.get(pk=polled.pk).risk_score
+    day = (timezone.now() + timedelta(days=30)).date().isoformat()
+    response = client.post(f"/hosts/{polled.name}/findings/{finding.pk}/accept/", {"justification": "Only reachable via the VPN; SEC-1", "expires_on": day})
+    assert response.status_code == 302
+    finding.refresh_from_db()
+    assert finding.status == "accepted" and DockerHost.objects.get(pk=polled.pk).risk_score < before
+    assert AuditEntry.objects.filter(action="finding.accept", actor=analyst).exists()
+
+
+def test_accepting_risk_validates_the_form(client, analyst, polled):
+    client.force_login(analyst)
+    finding = Finding.objects.filter(host=polled).first()
+    response = htmx(client, "post", f"/hosts/{polled.name}/findings/{finding.pk}/accept/", {"justification": "short", "expires_on": "2001-01-01"})
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert "Ensure this value has at least 10 characters" in body and "Pick a day after today" in body
+    finding.refresh_from_db()
+    assert finding.status == "open"
+
+
+def test_an_admin_registers_a_host_with_write_only_credentials(client, admin, tmp_path):
+    client.force_login(admin)
+    ca = CA(tmp_path / "pki")
+    client_cert = ca.issue("client", server=False)
+    response = client.post(
+        "/hosts/new/",
+        {
+            "name": "tls-2",
+            "url": "tcp://127.0.0.1:23999",
+            "poll_interval": "300",
+            "enabled": "on",
+            "labels_text": "env=prod, team=core",
+            "tls_ca_file": SimpleUploadedFile("ca.pem", ca.path.read_bytes()),
+            "tls_cert_file": SimpleUploadedFile("cert.pem", client_cert.cert.read_bytes()),
+            "tls_key_file": SimpleUploadedFile("key.pem", client_cert.key.read_bytes()),
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    host = DockerHost.objects.get(name="tls-2")
+    assert host.labels == {"env": "prod", "team": "core"} and "PRIVATE KEY" in host.tls_key
+    edit = client.get("/hosts/tls-2/edit/").content.decode()
+    assert "PRIVATE KEY" not in edit and "BEGIN CERTIFICATE" not in edit
+    assert "Stored (never shown again): CA certificate (PEM), client certificate (PEM), client key (PEM)" in edit
+    assert AuditEntry.objects.filter(action="host.add", actor=admin, target="tls-2").exists()
+
+
+def test_the_host_form_explains_bad_input(client, admin):
+    client.force_login(admin)
+    response = client.post(
+        "/hosts/new/",
+        {
+            "name": "x",
+            "url": "tcp://169.254.169.254:2375",
+            "poll_interval": "5",
+            "labels_text": "oops",
+            "tls_key_file": SimpleUploadedFile("k.pem", b"not a key"),
+        },
+    )
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert "link-local" in body and "KEY=VALUE" in body and "PEM" in body and "greater than or equal to 10" in body
+    assert not DockerHost.objects.exists()
+
+
+def test_test_connection_reports_success_and_failure(client, admin, engine, tmp_path):
+    client.force_login(admin)
+    ok = htmx(client, "post", "/hosts/test/", {"name": "probe", "url": engine.url, "poll_interval": "300"}).content.decode()
+    assert "Connected: Docker" in ok
+    bad = htmx(client, "post", "/hosts/test/", {"name": "probe", "url": f"unix://{tmp_path}/none.sock", "poll_interval": "300"}).content.decode()
+    assert "cannot reach" in bad and "no such file or directory" in bad
+    assert not DockerHost.objects.exists()
+
+
+# --- what the pages show -------------------------------------------------------------------
+
+
+def test_engine_values_are_escaped(client, viewer, polled):
+    client.force_login(viewer)
+    finding = Finding.objects.get(host=polled, rule_id="port-sensitive-service-exposed")
+    Finding.objects.filter(pk=finding.pk).update(subject_name="<img src=x onerror=alert(1)>")
+    for url in (f"/hosts/{polled.name}/", f"/hosts/{polled.name}/findings/{finding.pk}/"):
+        body = client.get(url).content.decode()
+        assert "<img src=x" not in body and "&lt;img src=x onerror=alert(1)&gt;" in body
+
+
+def test_fleet_filters_in_place_with_htmx(client, viewer, engine, make_host):
+    make_host("prod-a", engine, labels={"env": "prod"})
+    make_host("test-b", engine, labels={"env": "test"})
+    client.force_login(viewer)
+    part = htmx(client, "get", "/", data={"label": "env=prod"}).content.decode()
+    assert "prod-a" in part and "test-b" not in part and "<html" not in part
+    assert "test-b" in htmx(client, "get", "/", data={"q": "test"}).content.decode()
+    full = client.get("/?label=env=test").content.decode()
+    assert "<html" in full and "test-b" in full and "prod-a" not in full
+
+
+def test_empty_states_say_what_to_do(client, admin, viewer):
+    client.force_login(admin)
+    assert "Register your first Docker host" in client.get("/").content.decode()
+    client.force_login(viewer)
+    assert "Ask an admin to register one" in client.get("/").content.decode()
+
+
+def test_fleet_query_count_does_not_grow_with_hosts(client, viewer, engine, make_host):
+    client.force_login(viewer)
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get("/").status_code == 200
+        return len(ctx.captured_queries)
+
+    make_host("h0", engine).poll()
+    few = count()
+    for i in range(1, 6):
+        make_host(f"h{i}", engine).poll()
+    assert count() == few
+
+
+def test_host_page_query_count_does_not_grow_with_containers(client, viewer, engine, make_host):
+    client.force_login(viewer)
+    host = make_host("h", engine)
+    engine.container("c0", ports={"80/tcp": 18900})
+    host.poll()
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get("/hosts/h/").status_code == 200
+        return len(ctx.captured_queries)
+
+    few = count()
+    for i in range(1, 6):
+        engine.container(f"c{i}", ports={"80/tcp": 18900 + i}, cap_add=["NET_RAW"])
+    host.poll()
+    assert count() == few
+
+
+# --- hardening ---------------------------------------------------------------------------------
+
+
+def test_strict_content_security_policy(client, viewer, polled):
+    client.force_login(viewer)
+    response = client.get(f"/hosts/{polled.name}/")
+    csp = response["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert response["Cache-Control"] == "no-store"
+    body = response.content.decode()
+    assert '"allowEval": false' in body and '"allowScriptTags": false' in body and '"includeIndicatorStyles": false' in body
+
+
+def test_templates_carry_no_inline_script_or_style():
+    for template in (ROOT / "templates").rglob("*.html"):
+        text = template.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)", text), template
+        assert not re.search(r"\sstyle=|<style|\son[a-z]+=", text), template
+        assert "|safe" not in text and "autoescape off" not in text, template
+
+
+def test_deploy_checks_pass_under_production_settings(tmp_path):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_DEBUG": "false",
+        "POSTURE_HTTPS": "true",
+        "SECRET_KEY": "x" * 20 + "production-secret-key-that-is-long-and-random-0123456789",
+        "POSTURE_VAR_DIR": str(tmp_path),
+        "DJANGO_ALLOWED_HOSTS": "posture.example.com",
+    }
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_login_is_throttled_per_user_and_address_without_a_permanent_lockout(client, viewer, settings):
+    cache.clear()
+    for _ in range(settings.LOGIN_THROTTLE_ATTEMPTS):
+        assert client.post("/login/", {"username": viewer.username, "password": "wrong"}, REMOTE_ADDR="203.0.113.9").status_code == 200
+    blocked = client.post("/login/", {"username": viewer.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.9")
+    assert "Too many failed attempts" in blocked.content.decode()
+    # The real user at their own address is not locked out by a stranger elsewhere.
+    assert client.post("/login/", {"username": viewer.username, "password": PASSWORD}, REMOTE_ADDR="198.51.100.7").status_code == 302
+    client.logout()
+    cache.clear()  # the cool-down passes
+    assert client.post("/login/", {"username": viewer.username, "password": PASSWORD}, REMOTE_ADDR="203.0.113.9").status_code == 302
+
+
+def test_unknown_pages_use_the_error_template(client, viewer):
+    client.force_login(viewer)
+    response = client.get("/hosts/does-not-exist/")
+    assert response.status_code == 404 and "Nothing here" in response.content.decode()
