@@ -10,20 +10,22 @@ from django.utils import timezone
 
 from posture.collector import MalformedAnswer
 from posture.collector.engine import EngineError, probe
-from posture.models import DockerHost
+from posture.models import DockerHost, ReportSchedule
 
 MAX_CREDENTIAL_BYTES = 64 * 1024
 CREDENTIAL_FIELDS = {"tls_ca": "CA certificate (PEM)", "tls_cert": "client certificate (PEM)", "tls_key": "client key (PEM)", "ssh_key": "SSH private key"}
 
 
+def parse_label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise forms.ValidationError(f"“{text}” is not KEY=VALUE.")
+    return key.strip(), value.strip()
+
+
 def parse_labels(text: str) -> dict[str, str]:
-    labels = {}
-    for part in filter(None, (p.strip() for p in text.replace("\n", ",").split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise forms.ValidationError(f"“{part}” is not KEY=VALUE.")
-        labels[key.strip()] = value.strip()
-    return labels
+    """``env=prod, team=core`` (commas or new lines) → a dict."""
+    return dict(parse_label(p.strip()) for p in text.replace("\n", ",").split(",") if p.strip())
 
 
 class HostForm(forms.ModelForm):
@@ -103,3 +105,28 @@ class AcceptRiskForm(forms.Form):
         if day > today + timedelta(days=366):
             raise forms.ValidationError("Acceptances last at most a year; review it again then.")
         return day
+
+
+class ReportScheduleForm(forms.ModelForm):
+    labels_text = forms.CharField(label="Scope (labels)", required=False, help_text="KEY=VALUE, comma-separated; empty means every host.")
+
+    class Meta:
+        model = ReportSchedule
+        fields = ["name", "frequency", "weekday", "day_of_month", "at", "recipients", "enabled"]
+        widgets = {"at": forms.TimeInput(attrs={"type": "time"}), "recipients": forms.TextInput()}
+
+    def clean_labels_text(self) -> dict[str, str]:
+        return parse_labels(self.cleaned_data.get("labels_text", ""))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        self.instance.labels = cleaned.get("labels_text") or {}
+        return cleaned
+
+
+class GenerateReportForm(forms.Form):
+    labels_text = forms.CharField(label="Scope (labels)", required=False, help_text="KEY=VALUE, comma-separated; empty means every host.")
+    days = forms.IntegerField(label="Period (days, ending now)", min_value=1, max_value=366, initial=7)
+
+    def clean_labels_text(self) -> dict[str, str]:
+        return parse_labels(self.cleaned_data.get("labels_text", ""))

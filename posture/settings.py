@@ -192,7 +192,13 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "posture@localhost")
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))  # for the filebased backend
 REPORTS_DIR = Path(os.environ.get("POSTURE_REPORTS_DIR", VAR_DIR / "reports"))
+REPORT_SOFT_TIME_LIMIT = env_int("POSTURE_REPORT_SOFT_LIMIT", 600)
+REPORT_TIME_LIMIT = env_int("POSTURE_REPORT_HARD_LIMIT", 660)
+# A worker child that grew past this (KiB) after a task is replaced: WeasyPrint on a
+# large fleet is the memory-hungry part.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("POSTURE_WORKER_MAX_MEMORY_KB", 1024 * 1024)
 
 LOGGING = {
     "version": 1,

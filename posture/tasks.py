@@ -10,7 +10,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
-from .models import DockerHost, Finding
+from .models import DockerHost, Finding, Report, ReportSchedule
+from .reports.generate import generate
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +67,34 @@ def expire_acceptances() -> int:
     if expired:
         log.info("%d risk acceptance(s) expired", expired)
     return expired
+
+
+@shared_task(ignore_result=True, soft_time_limit=30, time_limit=60)
+def dispatch_reports() -> int:
+    """Create this period's report for every due schedule, once, and enqueue it."""
+    now = timezone.now()
+    created = 0
+    for schedule in ReportSchedule.objects.filter(enabled=True, next_run_at__lte=now):
+        report = schedule.claim_due(now)
+        if report is not None:
+            generate_report.delay_on_commit(report.pk)
+            created += 1
+    return created
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.REPORT_SOFT_TIME_LIMIT,
+    time_limit=settings.REPORT_TIME_LIMIT,
+    ignore_result=True,
+)
+def generate_report(self, report_id: int) -> None:  # noqa: ANN001 - Celery's bound task
+    report = Report.objects.filter(pk=report_id).select_related("schedule").first()
+    if report is None:
+        return
+    try:
+        generate(report)
+    except SoftTimeLimitExceeded:
+        report.fail(f"rendering took longer than {settings.REPORT_SOFT_TIME_LIMIT}s")

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 
-from .views import auth, findings, fleet, hosts, rules
+from .views import auth, findings, fleet, hosts, reports, rules
 
 urlpatterns = [
     path("", fleet.fleet, name="fleet"),
@@ -19,5 +19,9 @@ urlpatterns = [
     path("hosts/<str:name>/poll/status/", hosts.poll_status, name="host-poll-status"),
     path("hosts/<str:host>/findings/<int:pk>/", findings.finding_detail, name="finding"),
     path("hosts/<str:host>/findings/<int:pk>/accept/", findings.finding_accept, name="finding-accept"),
+    path("reports/", reports.reports, name="reports"),
+    path("reports/generate/", reports.generate_now, name="report-generate"),
+    path("reports/schedules/new/", reports.schedule_new, name="schedule-new"),
+    path("reports/<int:pk>/download/", reports.download, name="report-download"),
     path("admin/", admin.site.urls),
 ]

@@ -3,6 +3,7 @@ from .choices import EventKind, FindingStatus, HostStatus, PollStatus, Severity,
 from .findings import Finding, FindingEvent, RiskAcceptance, RiskSample
 from .hosts import DockerHost, PollRun, Snapshot, validate_engine
 from .inventory import ContainerRecord, NetworkRecord, PublishedPort
+from .reports import Frequency, Report, ReportSchedule, ReportStatus
 
 __all__ = [
     "AuditEntry",
@@ -12,11 +13,15 @@ __all__ = [
     "Finding",
     "FindingEvent",
     "FindingStatus",
+    "Frequency",
     "HostStatus",
     "NetworkRecord",
     "PollRun",
     "PollStatus",
     "PublishedPort",
+    "Report",
+    "ReportSchedule",
+    "ReportStatus",
     "RiskAcceptance",
     "RiskSample",
     "Severity",

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from posture.forms import parse_label
 from posture.models import AuditEntry, DockerHost
 
 
@@ -22,11 +23,11 @@ def _read(path: str | None, what: str) -> str:
         raise CommandError(f"cannot read {what} file {path}: {exc.strerror}") from None
 
 
-def _label(value: str) -> tuple[str, str]:
-    key, sep, val = value.partition("=")
-    if not sep or not key.strip():
-        raise CommandError(f"label {value!r} must look like KEY=VALUE")
-    return key.strip(), val.strip()
+def _labels(values: list[str]) -> dict[str, str]:
+    try:
+        return dict(parse_label(v) for v in values)
+    except ValidationError as exc:
+        raise CommandError(f"label: {exc.messages[0]}") from None
 
 
 class Command(BaseCommand):
@@ -62,7 +63,7 @@ class Command(BaseCommand):
             url=url,
             insecure=insecure,
             enabled=not disabled,
-            labels=dict(_label(v) for v in label),
+            labels=_labels(label),
             tls_ca=_read(opts["tls_ca"], "CA"),
             tls_cert=_read(opts["tls_cert"], "certificate"),
             tls_key=_read(opts["tls_key"], "key"),

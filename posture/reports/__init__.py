@@ -1,0 +1,1 @@
+"""PDF reports: a context built from the database, rendered by WeasyPrint."""

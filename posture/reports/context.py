@@ -1,0 +1,94 @@
+"""Everything a report shows, gathered in a fixed number of queries however many hosts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Avg, Count
+from django.db.models.functions import TruncDate
+
+from posture import charts
+from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, RiskSample
+from posture.rules import RULES
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+# Past these, sections summarise instead of listing: WeasyPrint's cost grows with table rows.
+MAX_CHANGES_LISTED = 200
+DETAILED_SEVERITIES = ("critical", "high")
+
+
+@dataclass
+class HostSection:
+    host: DockerHost
+    chart: str
+    detailed: list[Finding] = field(default_factory=list)
+    summary: list[Finding] = field(default_factory=list)
+
+
+def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str) -> dict[str, Any]:
+    hosts = list(DockerHost.objects.with_labels(labels).with_open_counts().order_by("-risk_score", "name"))
+    ids = [h.pk for h in hosts]
+    totals = {s: sum(getattr(h, f"open_{s}") for h in hosts) for s in SEVERITIES}
+
+    daily: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    fleet_daily: dict[Any, list[float]] = defaultdict(list)
+    samples = (
+        RiskSample.objects.filter(host__in=ids, at__gte=start, at__lt=end)
+        .annotate(day=TruncDate("at"))
+        .values("host_id", "day")
+        .annotate(score=Avg("score"))
+        .order_by("day")
+    )
+    for row in samples:
+        moment = datetime.combine(row["day"], datetime.min.time(), tzinfo=start.tzinfo)
+        daily[row["host_id"]].append((moment, round(row["score"])))
+        fleet_daily[moment].append(row["score"])
+    fleet_trend = [(day, round(sum(v) / len(v))) for day, v in sorted(fleet_daily.items())]
+
+    current = Finding.objects.filter(host__in=ids).current().by_severity().select_related("host")
+    sections = {h.pk: HostSection(host=h, chart=charts.risk_history(daily[h.pk], width=480, height=120)) for h in hosts}
+    accepted = []
+    for f in current:
+        if f.status == FindingStatus.ACCEPTED:
+            accepted.append(f)
+        elif f.severity in DETAILED_SEVERITIES:
+            sections[f.host_id].detailed.append(f)
+        else:
+            sections[f.host_id].summary.append(f)
+    acceptances = {f.pk: f.acceptances.first() for f in Finding.objects.filter(pk__in=[a.pk for a in accepted]).prefetch_related("acceptances")}
+
+    events = FindingEvent.objects.filter(finding__host__in=ids, at__gte=start, at__lt=end, kind__in=[EventKind.OPENED, EventKind.RESOLVED, EventKind.REOPENED])
+    change_counts = dict(events.values_list("kind").annotate(n=Count("id")).values_list("kind", "n"))
+    changes = list(events.select_related("finding", "finding__host").order_by("kind", "-finding__severity", "at")[:MAX_CHANGES_LISTED])
+
+    top_rules = list(
+        Finding.objects.filter(host__in=ids)
+        .open()
+        .values("rule_id", "title", "severity")
+        .annotate(findings=Count("id"), hosts=Count("host", distinct=True))
+        .order_by("-findings")[:10]
+    )
+    fleet_score = round(sum(h.risk_score for h in hosts) / len(hosts)) if hosts else 0
+    return {
+        "title": title,
+        "scope": ", ".join(f"{k}={v}" for k, v in labels.items()) or "all hosts",
+        "start": start,
+        "end": end,
+        "hosts": hosts,
+        "fleet_score": fleet_score,
+        "fleet_start": fleet_trend[0][1] if fleet_trend else None,
+        "fleet_chart": charts.risk_history(fleet_trend),
+        "totals": totals,
+        "severity_bar": charts.severity_bar(totals, width=480),
+        "top_hosts": hosts[:10],
+        "top_rules": top_rules,
+        "change_counts": {k: change_counts.get(k, 0) for k in (EventKind.OPENED, EventKind.RESOLVED, EventKind.REOPENED)},
+        "changes": changes,
+        "changes_truncated": sum(change_counts.values()) > len(changes),
+        "sections": list(sections.values()),
+        "accepted": [(f, acceptances.get(f.pk)) for f in accepted],
+        "rules": RULES,
+    }

@@ -1,0 +1,192 @@
+"""PDF reports from real polls: read back, rendered to images, delivered once per period."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from django.core import mail
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+from pypdf import PdfReader
+from weasyprint import HTML
+
+from posture.models import DockerHost, Finding, Frequency, Report, ReportSchedule, ReportStatus
+from posture.reports import context
+from posture.reports.generate import generate
+from posture.reports.pdf import StaticOnlyFetcher, render_pdf, static_roots
+from posture.tasks import dispatch_reports
+
+from .conftest import need
+from .processes import CeleryProcesses, process_env
+from .waiting import wait_for
+
+
+def pdf_text(data: bytes) -> str:
+    """The PDF's text with white space folded: table cells wrap lines anywhere."""
+    return " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages).split())
+
+
+@pytest.fixture
+def two_polled_hosts(engine, second_engine, db, analyst):
+    engine.container("pg", ports={"5432/tcp": 16032}, labels={"note": "<b>not bold</b>"})
+    engine.container("edge", network_mode="host")
+    second_engine.container("cache", ports={"6379/tcp": 16079})
+    one = DockerHost.objects.create(name="prod-db-1", url=engine.url, labels={"env": "prod"})
+    two = DockerHost.objects.create(name="stage-cache-1", url=second_engine.url, labels={"env": "stage"})
+    one.poll()
+    two.poll()
+    accepted = Finding.objects.get(host=two, rule_id="port-sensitive-service-exposed")
+    accepted.accept(by=analyst, until=timezone.now() + timedelta(days=10), justification="Stage cache behind the VPN, ticket SEC-9")
+    return one, two
+
+
+@pytest.mark.django_db
+def test_a_report_carries_hosts_findings_remediation_and_accepted_risks(two_polled_hosts, tmp_path):
+    out = tmp_path / "weekly.pdf"
+    call_command("report", "generate", "--out", str(out), stdout=io.StringIO())
+    reader = PdfReader(out)
+    text = pdf_text(out.read_bytes())
+    for expected in (
+        "Executive summary",
+        "What changed",
+        "Host prod-db-1",
+        "Host stage-cache-1",
+        "Database, cache, broker or admin port published on every interface",
+        "-p 127.0.0.1:16032:5432",  # the concrete docker run form
+        '"127.0.0.1:16032:5432"',  # and the compose form
+        "replace --network host with --network <app-net>",
+        "Accepted risks",
+        "Stage cache behind the VPN, ticket SEC-9",
+        "Appendix: rules",
+        f"Page 2 of {len(reader.pages)}",
+    ):
+        assert expected in text, expected
+    # Pages render to images (what a reader sees), one per page.
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(out), str(tmp_path / "page")], check=True)
+    assert len(list(tmp_path.glob("page-*.png"))) == len(reader.pages)
+
+
+@pytest.mark.django_db
+def test_a_report_scoped_by_label_leaves_other_hosts_out(two_polled_hosts, tmp_path):
+    out = tmp_path / "prod.pdf"
+    call_command("report", "generate", "--label", "env=prod", "--out", str(out), stdout=io.StringIO())
+    text = pdf_text(out.read_bytes())
+    assert "Host prod-db-1" in text and "stage-cache-1" not in text
+
+
+@pytest.mark.django_db
+def test_report_context_queries_do_not_grow_with_hosts(engine, make_host, django_assert_max_num_queries):
+    engine.container("pg", ports={"5432/tcp": 16033})
+    for i in range(3):
+        make_host(f"h{i}", engine).poll()
+    end = timezone.now()
+    with django_assert_max_num_queries(12) as few:
+        context.build(labels={}, start=end - timedelta(days=7), end=end, title="t")
+    for i in range(3, 9):
+        make_host(f"h{i}", engine).poll()
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        context.build(labels={}, start=end - timedelta(days=7), end=end, title="t")
+
+
+@pytest.mark.django_db
+def test_engine_values_stay_text_in_the_pdf(engine, make_host):
+    host = make_host("h", engine)
+    host.poll()
+    Finding.objects.create(
+        host=host, fingerprint="x", rule_id="privileged", severity="critical", subject_type="container", subject_key="evil", subject_name="<img src='file:///etc/passwd'>", title="Container runs privileged",
+        remediation="<script>alert(1)</script>", first_seen=timezone.now(), last_seen=timezone.now(),
+    )  # fmt: skip
+    end = timezone.now()
+    text = pdf_text(render_pdf(context.build(labels={}, start=end - timedelta(days=1), end=end, title="t")).data)
+    assert "<img src='file:///etc/passwd'>" in text and "<script>alert(1)</script>" in text
+
+
+def test_the_renderer_reads_only_static_files(tmp_path):
+    fetcher = StaticOnlyFetcher(static_roots())
+    assert b"@page" in fetcher.fetch(f"file://{static_roots()[0]}/posture/report.css").read()
+    for url in (
+        "http://127.0.0.1:1/x.css",
+        "https://example.invalid/a.png",
+        "file:///etc/passwd",
+        f"file://{static_roots()[0]}/../manage.py",
+        "data:text/plain,hi",
+        "ftp://x/y",
+    ):
+        with pytest.raises(ValueError, match="refused|disallowed"):
+            fetcher.fetch(url)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-VALUE")
+    html = f'<link rel="stylesheet" href="http://127.0.0.1:1/evil.css"><object data="file://{secret}"></object><img src="file://{secret}"><p>body</p>'
+    pdf = HTML(string=html, url_fetcher=fetcher).write_pdf()
+    assert "TOP-SECRET-VALUE" not in pdf_text(pdf)
+
+
+@pytest.mark.parametrize(
+    ("frequency", "now", "expected"),
+    [
+        (Frequency.DAILY, datetime(2026, 11, 28, 5, 0, tzinfo=UTC), datetime(2026, 11, 28, 6, 0, tzinfo=UTC)),
+        (Frequency.DAILY, datetime(2026, 11, 28, 6, 0, tzinfo=UTC), datetime(2026, 11, 29, 6, 0, tzinfo=UTC)),
+        (Frequency.WEEKLY, datetime(2026, 11, 28, 7, 0, tzinfo=UTC), datetime(2026, 11, 30, 6, 0, tzinfo=UTC)),  # next Monday
+        (Frequency.MONTHLY, datetime(2026, 12, 15, 7, 0, tzinfo=UTC), datetime(2027, 1, 1, 6, 0, tzinfo=UTC)),
+    ],
+)
+def test_schedules_know_their_next_run(frequency, now, expected):
+    schedule = ReportSchedule(name="s", frequency=frequency, weekday=0, day_of_month=1, at=time(6, 0))
+    assert schedule.run_after(now) == expected
+    start, end = schedule.period_before(expected)
+    assert end == expected and start < end
+
+
+@pytest.mark.django_db
+def test_a_due_schedule_makes_one_report_and_mails_it(two_polled_hosts):
+    schedule = ReportSchedule.objects.create(name="weekly", frequency=Frequency.WEEKLY, recipients="sec@example.test, ciso@example.test")
+    ReportSchedule.objects.filter(pk=schedule.pk).update(next_run_at=timezone.now() - timedelta(minutes=1))
+    schedule.refresh_from_db()
+    now = timezone.now()
+    report = schedule.claim_due(now)
+    assert report is not None and schedule.claim_due(now) is None  # a second dispatcher gets nothing
+    generate(report)
+    report.refresh_from_db()
+    assert report.status == ReportStatus.READY and report.pages > 3 and report.size > 10_000 and report.hosts == 2
+    (message,) = mail.outbox
+    assert message.to == ["sec@example.test", "ciso@example.test"]
+    assert message.attachments[0][0] == report.filename and message.attachments[0][1][:4] == b"%PDF"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_a_schedule_fires_once_per_period_under_two_workers(engine, redis_url, tmp_path):
+    if connection.vendor != "postgresql":
+        need("worker processes share the test database only on PostgreSQL")
+    redis.Redis.from_url(redis_url).flushdb()
+    DockerHost.objects.create(name="h", url=engine.url).poll()
+    schedule = ReportSchedule.objects.create(name="daily", frequency=Frequency.DAILY, recipients="sec@example.test")
+    ReportSchedule.objects.filter(pk=schedule.pk).update(next_run_at=timezone.now() - timedelta(seconds=5))
+    env = process_env(
+        tmp_path,
+        REDIS_URL=redis_url,
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(tmp_path / "mail"),
+        POSTURE_REPORTS_DIR=str(tmp_path / "reports"),
+    )
+    procs = CeleryProcesses(var_dir=tmp_path, env=env)
+    try:
+        procs.start_worker("w1")
+        procs.start_worker("w2")
+        for _ in range(8):
+            dispatch_reports.delay()
+        wait_for(lambda: Report.objects.filter(status=ReportStatus.READY).exists(), timeout=90, what="the scheduled report")
+        for _ in range(4):
+            dispatch_reports.delay()
+        wait_for(lambda: "dispatch_reports" in procs.log("w1") + procs.log("w2"), timeout=10)
+    finally:
+        procs.stop()
+    assert Report.objects.count() == 1
+    mails = list(Path(tmp_path / "mail").glob("*.log"))
+    assert len(mails) == 1 and "application/pdf" in mails[0].read_text()
