@@ -154,7 +154,9 @@ def celery_worker(transactional_db: None, redis_url: str) -> Iterator[object]:
     from posture.celery import app
 
     app.control.purge()
-    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING") as worker:
+    with start_worker(
+        app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING", queues=["celery", "reports"]
+    ) as worker:
         yield worker
 
 

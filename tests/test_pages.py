@@ -16,10 +16,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from posture.models import AuditEntry, DockerHost, Finding
+from posture.models import AuditEntry, DockerHost, Finding, Report
 
 from .conftest import PASSWORD
 from .pki import CA
+from .waiting import wait_for
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
@@ -258,3 +259,33 @@ def test_unknown_pages_use_the_error_template(client, viewer):
     client.force_login(viewer)
     response = client.get("/hosts/does-not-exist/")
     assert response.status_code == 404 and "Nothing here" in response.content.decode()
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_analyst_generates_a_report_a_viewer_downloads_it(client, analyst, viewer, engine, celery_worker):
+    DockerHost.objects.create(name="web-9", url=engine.url).poll()
+    client.force_login(viewer)
+    assert client.post("/reports/generate/", {"days": "7"}).status_code == 403
+    assert "Generate report" not in client.get("/reports/").content.decode()
+    client.force_login(analyst)
+    assert client.post("/reports/generate/", {"days": "7", "labels_text": ""}).status_code == 302
+    report = wait_for(lambda: Report.objects.filter(status="ready").first(), timeout=60, what="the report")
+    client.force_login(viewer)
+    listing = client.get("/reports/").content.decode()
+    assert f"/reports/{report.pk}/download/" in listing
+    response = client.get(f"/reports/{report.pk}/download/")
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert b"".join(response.streaming_content)[:4] == b"%PDF"
+
+
+def test_report_forms_explain_bad_input(client, analyst):
+    client.force_login(analyst)
+    bad = client.post(
+        "/reports/schedules/new/", {"name": "w", "frequency": "weekly", "weekday": "9", "day_of_month": "1", "at": "06:00", "recipients": "not-an-address"}
+    )
+    body = bad.content.decode()
+    assert bad.status_code == 400 and "is not an e-mail address" in body and "less than or equal to 6" in body
+    assert client.post("/reports/generate/", {"days": "0"}).status_code == 400

@@ -1,0 +1,72 @@
+"""`make run`'s embedded default, for real: SQLite and the filesystem broker under a var
+directory, with gunicorn, a Celery worker and Celery beat started by `manage.py serve`."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import free_port
+from .waiting import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def test_web_worker_and_beat_run_together_without_any_server(engine, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "POSTURE_CREDENTIALS_KEY")}
+    env.update(
+        POSTURE_VAR_DIR=str(tmp_path / "var"),
+        POSTURE_DISPATCH_EVERY="1",
+        POSTURE_ADMIN_PASSWORD="embedded-admin-pass-1",
+        POSTURE_LOCAL_ENGINE=engine.url,
+        PYTHONUNBUFFERED="1",
+    )
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    boot = subprocess.run([*manage, "bootstrap"], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    assert "Created user 'admin'" in boot and "Registered the local engine as 'local'" in boot
+    assert (tmp_path / "var" / "secret_key").exists() and (tmp_path / "var" / "credentials.key").exists()
+
+    port = free_port()
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    serve = subprocess.Popen([*manage, "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    session = requests.Session()
+    session.trust_env = False
+    try:
+
+        def logged_in() -> bool:
+            try:
+                page = session.get(f"{base}/login/", timeout=10)
+            except requests.RequestException:
+                return False  # not listening, or still booting
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            response = session.post(
+                f"{base}/login/",
+                data={"username": "admin", "password": "embedded-admin-pass-1", "csrfmiddlewaretoken": token},
+                headers={"Referer": f"{base}/login/"},
+                timeout=5,
+            )
+            return response.url.rstrip("/") == base
+
+        wait_for(logged_in, timeout=60, what="the web server and a login")
+        # Beat dispatches, the worker polls over the filesystem broker, the page shows it.
+        wait_for(lambda: "✓ OK" in session.get(f"{base}/", timeout=5).text, timeout=90, interval=1, what="the first scheduled poll on the fleet page")
+        assert "local" in session.get(f"{base}/hosts/local/", timeout=5).text
+    finally:
+        serve.send_signal(signal.SIGINT)  # Ctrl-C
+        code = serve.wait(timeout=40)
+        log.close()
+    output = (tmp_path / "serve.log").read_text(errors="replace")
+    assert code == 0, output[-3000:]
+    assert "Posture on http://127.0.0.1" in output
+    leftovers = subprocess.run(["pgrep", "-f", f"posture.*{tmp_path}"], capture_output=True, text=True).stdout
+    assert not leftovers.strip()
