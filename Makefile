@@ -7,7 +7,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/posture
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test install install-dev system-deps services lint format bench docs clean
+.PHONY: run run-deps test install install-dev system-deps services lint format bench docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,13 +37,20 @@ services:
 	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
 	@for i in $$(seq 1 30); do pg_isready -h 127.0.0.1 -q && redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && exit 0; sleep 1; done; echo "PostgreSQL or Redis did not come up"; exit 1
 
-run: install
+# WeasyPrint needs Pango and a font for the PDF reports.
+run-deps:
+	@if ! ldconfig -p | grep -q libpangoft2 || ! fc-list 2>/dev/null | grep -qi dejavu; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpangoft2-1.0-0 fonts-dejavu-core >/dev/null; \
+	  else echo "PDF reports need Debian's libpangoft2-1.0-0 and fonts-dejavu-core (run as root to install)"; fi; \
+	fi
+
+run: install run-deps
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py bootstrap
 	PORT=$(PORT) $(BIN)/python manage.py serve
 
-test: install-dev system-deps services
+test: install-dev system-deps run-deps services
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) POSTURE_VAR_DIR=$(CURDIR)/var/test \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -58,7 +65,7 @@ format: install-dev
 docs: install
 	$(BIN)/python manage.py rulesdoc --write
 
-bench: install-dev system-deps services
+bench: install-dev system-deps run-deps services
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) POSTURE_VAR_DIR=$(CURDIR)/var/bench $(BIN)/python -m tests.bench
 
 clean:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import AuditEntry
+from .models import AuditEntry, ReportSchedule
 
 
 @admin.register(AuditEntry)
@@ -23,3 +23,11 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(ReportSchedule)
+class ReportScheduleAdmin(admin.ModelAdmin):
+    """Edit or remove schedules; they are created on the Reports page."""
+
+    list_display = ("name", "frequency", "at", "recipients", "enabled", "next_run_at")
+    list_filter = ("frequency", "enabled")

@@ -1,0 +1,50 @@
+"""The traps a year of unattended polling falls into, designed out in configuration."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from django.conf import settings
+from django.core.management import call_command
+
+from posture.celery import app
+from posture.tasks import dispatch_reports, generate_report, poll_host
+
+
+def test_polls_are_acknowledged_late_and_survive_a_lost_worker():
+    assert poll_host.acks_late and poll_host.reject_on_worker_lost
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is True
+
+
+def test_polls_have_soft_and_hard_time_limits_and_bounded_retries():
+    assert 0 < poll_host.soft_time_limit < poll_host.time_limit
+    assert poll_host.max_retries == settings.POLL_MAX_RETRIES
+    assert 0 < generate_report.soft_time_limit < generate_report.time_limit
+
+
+def test_redis_visibility_timeout_outlasts_the_longest_task_and_retry():
+    if settings.REDIS_URL:
+        timeout = app.conf.broker_transport_options["visibility_timeout"]
+        assert timeout > poll_host.time_limit + settings.POLL_RETRY_BACKOFF_MAX
+        assert timeout > generate_report.time_limit
+
+
+def test_reports_run_on_their_own_queue():
+    assert app.amqp.router.route({}, generate_report.name)["queue"].name == "reports"
+    assert app.amqp.router.route({}, dispatch_reports.name)["queue"].name == "celery"
+
+
+def test_stale_database_connections_are_closed_around_tasks():
+    # Celery's Django fix-up closes unusable or obsolete connections before and after
+    # every task; it is installed when DJANGO_SETTINGS_MODULE is set.
+    assert any(type(f).__name__ == "DjangoFixup" for f in app._fixups)
+
+
+def test_beat_runs_the_dispatchers():
+    tasks = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert tasks == {"posture.tasks.dispatch_polls", "posture.tasks.expire_acceptances", "posture.tasks.dispatch_reports"}
+
+
+def test_models_and_migrations_agree(db):
+    call_command("makemigrations", "--check", "--dry-run", stdout=StringIO())
