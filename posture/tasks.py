@@ -14,6 +14,9 @@ from .models import DockerHost, Finding, Report, ReportSchedule
 from .reports.generate import generate
 
 log = logging.getLogger(__name__)
+# Work that must survive a worker dying mid-task: acknowledged only when done, and put
+# back on the queue if the process running it is killed. Safe because each is idempotent.
+LATE_ACK = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
 
 @shared_task(ignore_result=True, soft_time_limit=30, time_limit=60)
@@ -32,15 +35,7 @@ def dispatch_polls() -> int:
     return dispatched
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    soft_time_limit=settings.POLL_SOFT_TIME_LIMIT,
-    time_limit=settings.POLL_TIME_LIMIT,
-    max_retries=settings.POLL_MAX_RETRIES,
-    ignore_result=True,
-)
+@shared_task(**LATE_ACK, soft_time_limit=settings.POLL_SOFT_TIME_LIMIT, time_limit=settings.POLL_TIME_LIMIT, max_retries=settings.POLL_MAX_RETRIES)
 def poll_host(self, host_id: int) -> None:  # noqa: ANN001 - Celery's bound task
     host = DockerHost.objects.filter(pk=host_id).first()
     if host is None:
@@ -82,14 +77,7 @@ def dispatch_reports() -> int:
     return created
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    soft_time_limit=settings.REPORT_SOFT_TIME_LIMIT,
-    time_limit=settings.REPORT_TIME_LIMIT,
-    ignore_result=True,
-)
+@shared_task(**LATE_ACK, soft_time_limit=settings.REPORT_SOFT_TIME_LIMIT, time_limit=settings.REPORT_TIME_LIMIT)
 def generate_report(self, report_id: int) -> None:  # noqa: ANN001 - Celery's bound task
     report = Report.objects.filter(pk=report_id).select_related("schedule").first()
     if report is None:

@@ -47,10 +47,8 @@ def engine_session() -> Iterator[TestEngine]:
 
 @pytest.fixture
 def engine(engine_session: TestEngine) -> TestEngine:
-    """The main test engine, emptied of containers and networks before the test."""
-    if not engine_session.external_url:
-        engine_session.reset()
-    return engine_session
+    """The main test engine, emptied of what earlier tests left before the test."""
+    return engine_session.reset()
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +60,7 @@ def second_engine_session() -> Iterator[TestEngine]:
 
 @pytest.fixture
 def second_engine(second_engine_session: TestEngine) -> TestEngine:
-    if not second_engine_session.external_url:
-        second_engine_session.reset()
-    return second_engine_session
+    return second_engine_session.reset()
 
 
 def free_port() -> int:
@@ -89,8 +85,7 @@ def exposed_engine_session() -> Iterator[TestEngine]:
 
 @pytest.fixture
 def exposed_engine(exposed_engine_session: TestEngine) -> TestEngine:
-    exposed_engine_session.reset()
-    return exposed_engine_session
+    return exposed_engine_session.reset()
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +104,7 @@ def tls_engine_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tes
 
 @pytest.fixture
 def tls_engine(tls_engine_session: TestEngine) -> TestEngine:
-    tls_engine_session.reset()
-    return tls_engine_session
+    return tls_engine_session.reset()
 
 
 @pytest.fixture(scope="session")

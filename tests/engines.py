@@ -176,23 +176,27 @@ class TestEngine:
             self.client.networks.get(name).remove()
         return self.client.networks.create(name, **kwargs)
 
-    def reset(self) -> None:
-        """Remove every container and user network: each test starts from a clean engine."""
+    def reset(self) -> TestEngine:
+        """Remove every container and user network, so each test starts clean. On an
+        engine started elsewhere only what the tests created is removed."""
+        if self.external_url:
+            for cid in self.created:
+                with contextlib.suppress(docker.errors.NotFound):
+                    self.client.containers.get(cid).remove(force=True)
+            self.created.clear()
+            return self
         for c in self.client.containers.list(all=True):
             c.remove(force=True)
         for n in self.client.networks.list():
             if n.name not in ("bridge", "host", "none"):
                 n.remove()
+        return self
 
     def stop(self) -> None:
-        if self.external_url:
-            with contextlib.suppress(Exception):
-                for cid in self.created:
-                    with contextlib.suppress(docker.errors.NotFound):
-                        self.client.containers.get(cid).remove(force=True)
-            return
         with contextlib.suppress(Exception):
             self.reset()
+        if self.external_url:
+            return
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
