@@ -12,15 +12,22 @@ from django.utils.safestring import SafeString
 SEVERITY_COLOURS = {"critical": "#7f1d1d", "high": "#c2410c", "medium": "#b45309", "low": "#1d4ed8", "info": "#475569"}
 
 
+def _last_point(points: str) -> list[str]:
+    """The x and y of the last point of an SVG ``points`` list, to mark "now"."""
+    return points.rsplit(" ", 1)[-1].split(",")
+
+
 def sparkline(scores: Sequence[int], *, width: int = 120, height: int = 28, label: str = "risk trend") -> SafeString:
     if not scores:
         return format_html('<svg class="spark" width="{}" height="{}" role="img" aria-label="{}: no data"></svg>', width, height, label)
     values = list(scores)[-30:]
     step = width / max(1, len(values) - 1)
     points = " ".join(f"{i * step:.1f},{height - 2 - (v / 100) * (height - 4):.1f}" for i, v in enumerate(values))
+    last_x, last_y = _last_point(points)
     return format_html(
         '<svg class="spark" width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-label="{}: {} to {}">'
-        '<polyline fill="none" stroke="#334155" stroke-width="1.5" points="{}"/></svg>',
+        '<polyline fill="none" stroke="#334155" stroke-width="1.5" points="{}"/>'
+        '<circle cx="{}" cy="{}" r="2.5" fill="#334155"/></svg>',
         width,
         height,
         width,
@@ -29,6 +36,8 @@ def sparkline(scores: Sequence[int], *, width: int = 120, height: int = 28, labe
         values[0],
         values[-1],
         points,
+        last_x,
+        last_y,
     )
 
 
@@ -53,7 +62,7 @@ def risk_history(samples: Sequence[tuple[datetime, int]], *, width: int = 640, h
             '<text x="{}" y="{}" font-size="10" fill="#475569">{}</text>'
             '<text x="{}" y="{}" font-size="10" fill="#475569" text-anchor="end">{}</text>',
             pts,
-            *pts.rsplit(" ", 1)[-1].split(","),
+            *_last_point(pts),
             samples[-1][0].strftime("%d %b %H:%M"),
             samples[-1][1],
             pad_l,

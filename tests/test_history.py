@@ -9,6 +9,9 @@ import pytest
 from django.utils import timezone
 
 from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, HostStatus, PollRun, PollStatus
+from posture.tasks import poll_host
+
+from .fake_engines import serving
 
 pytestmark = pytest.mark.django_db
 
@@ -199,3 +202,22 @@ def test_a_poll_records_its_cost_and_a_risk_sample(engine, make_host):
     assert run.duration is not None
     sample = host.risk_samples.get()
     assert sample.poll == run and sample.score == DockerHost.objects.get(pk=host.pk).risk_score
+
+
+def test_a_transient_failure_is_retried_and_a_permanent_one_is_not(make_host, tmp_path):
+    gone = make_host("gone", url=f"unix://{tmp_path}/gone.sock")
+    poll_host.apply(args=(gone.pk,))  # eager: each retry runs at once
+    assert PollRun.objects.filter(host=gone, status=PollStatus.FAILED).count() == 1 + poll_host.max_retries
+
+    answers = {"/version": {"Version": "1", "ApiVersion": "1.41"}, "/info": b"not json"}
+    with serving(tmp_path / "liar.sock", answers) as url:
+        liar = make_host("liar", url=url)
+        poll_host.apply(args=(liar.pk,))
+    liar.refresh_from_db()
+    assert PollRun.objects.filter(host=liar).count() == 1
+    assert liar.last_status == HostStatus.ERROR and "not the Docker Engine API" in liar.last_error
+
+
+def test_a_poll_task_for_a_removed_host_does_nothing(db):
+    poll_host.apply(args=(987654,))
+    assert not PollRun.objects.exists()
