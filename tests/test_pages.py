@@ -289,3 +289,42 @@ def test_report_forms_explain_bad_input(client, analyst):
     body = bad.content.decode()
     assert bad.status_code == 400 and "is not an e-mail address" in body and "less than or equal to 6" in body
     assert client.post("/reports/generate/", {"days": "0"}).status_code == 400
+
+
+def test_test_connection_while_editing_uses_the_stored_credentials(client, admin, tls_engine):
+    client_cert = tls_engine.ca.issue("edit-client", server=False)
+    host = DockerHost.objects.create(
+        name="tls-edit",
+        url=tls_engine.tcp_url,
+        tls_ca=tls_engine.ca.path.read_text(),
+        tls_cert=client_cert.cert.read_text(),
+        tls_key=client_cert.key.read_text(),
+    )
+    client.force_login(admin)
+    form = {"name": host.name, "url": host.url, "poll_interval": "300", "enabled": "on"}
+    body = client.post(f"/hosts/test/?host={host.name}", form, HTTP_HX_REQUEST="true").content.decode()
+    assert "Connected: Docker" in body
+    assert "Connected" not in client.post("/hosts/test/", form, HTTP_HX_REQUEST="true").content.decode()
+
+
+def test_poll_status_tolerates_a_bad_parameter(client, viewer, polled):
+    client.force_login(viewer)
+    assert client.get(f"/hosts/{polled.name}/poll/status/?after=abc", HTTP_HX_REQUEST="true").status_code == 200
+
+
+def test_rules_and_reports_pages_query_counts_do_not_grow(client, viewer, engine, make_host):
+    client.force_login(viewer)
+
+    def count(url: str) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    make_host("h0", engine).poll()
+    Report.objects.create(title="r0", period_start=timezone.now() - timedelta(days=7), period_end=timezone.now())
+    few = {url: count(url) for url in ("/rules/", "/reports/")}
+    engine.container("pg", ports={"5432/tcp": 16101})
+    for i in range(1, 5):
+        make_host(f"h{i}", engine).poll()
+        Report.objects.create(title=f"r{i}", period_start=timezone.now() - timedelta(days=7), period_end=timezone.now(), created_by=viewer)
+    assert {url: count(url) for url in few} == few

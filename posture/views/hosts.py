@@ -70,7 +70,7 @@ def poll_now(request: HtmxHttpRequest, name: str) -> HttpResponse:
 def poll_status(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Polled by the progress indicator until a poll newer than ``after`` has finished."""
     host = get_host(name)
-    after = int(request.GET.get("after") or 0)
+    after = int(request.GET["after"]) if request.GET.get("after", "").isdigit() else 0
     run = PollRun.objects.filter(host=host, pk__gt=after).exclude(status=PollStatus.RUNNING).first()
     response = render_page(request, "posture/host.html", {"host": host, "after": after, "waiting": run is None, "run": run}, partial="poll-status")
     if run is not None:
@@ -95,8 +95,10 @@ def host_edit(request: HtmxHttpRequest, name: str | None = None) -> HttpResponse
 @require_POST
 @permission_required("posture.manage_hosts", raise_exception=True)
 def host_test(request: HtmxHttpRequest) -> HttpResponse:
-    """Try the connection settings in the form without saving them."""
-    form = HostForm(request.POST, request.FILES)
+    """Try the connection settings in the form without saving them; when editing, the
+    stored credentials are used unless new files are uploaded."""
+    existing = get_host(request.GET["host"]) if request.GET.get("host") else None
+    form = HostForm(request.POST, request.FILES, instance=existing)
     result = form.test_connection() if form.is_valid() else None
     return render_page(request, "posture/host_form.html", {"form": form, "test": result}, partial="test-result")
 
