@@ -49,6 +49,41 @@ def _busybox_tar(workdir: Path) -> Path:
     return tar_path
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _processes_using(path: Path) -> list[int]:
+    """Daemons (dockerd, containerd, shims) whose command line names ``path``."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if str(path).encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+    return found
+
+
+def sweep_stale() -> None:
+    """Unmount and delete what engines of a test run that died left in /tmp."""
+    tmp = Path(tempfile.gettempdir())
+    for path in [*tmp.glob("pst-*"), *tmp.glob("posture-engine-*")]:
+        parts = path.name.split("-")
+        pid = parts[1] if path.name.startswith("pst-") else parts[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            for orphan in _processes_using(path):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(orphan, signal.SIGKILL)
+            for point in _mounts_under(path):
+                subprocess.run(["umount", "-l", point], capture_output=True)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _mounts_under(*roots: Path) -> list[str]:
     prefixes = tuple(str(r) for r in roots)
     with open("/proc/self/mounts") as fh:
@@ -72,7 +107,9 @@ class TestEngine:
 
     @property
     def bridge(self) -> str:
-        return f"pst{os.getpid() % 1000}e{self.index}"
+        # One name per index: a run that died leaves its bridge, and the next run's
+        # start deletes it rather than add a second bridge on the same subnet.
+        return f"pstest{self.index}"
 
     @property
     def socket(self) -> Path:
@@ -96,7 +133,8 @@ class TestEngine:
             raise EngineUnavailable("dockerd is not installed: apt-get install docker.io")
         if os.geteuid() != 0:
             raise EngineUnavailable("starting dockerd needs root")
-        self.root = Path(tempfile.mkdtemp(prefix=f"posture-engine-{self.name}-"))
+        sweep_stale()
+        self.root = Path(tempfile.mkdtemp(prefix=f"posture-engine-{os.getpid()}-{self.name}-"))
         self.root.chmod(0o711)  # a userns-remapped daemon must traverse it
         subnet = f"10.213.{10 + self.index}"
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
