@@ -64,7 +64,9 @@ class Command(BaseCommand):
             time.sleep(0.5)
         for proc in procs.values():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                # The main processes stop their own children (gunicorn workers, the
+                # Celery pool) gracefully; the whole group is killed only on time-out.
+                proc.terminate()
         deadline = time.monotonic() + 20
         for proc in procs.values():
             try:
