@@ -328,3 +328,15 @@ def test_rules_and_reports_pages_query_counts_do_not_grow(client, viewer, engine
         make_host(f"h{i}", engine).poll()
         Report.objects.create(title=f"r{i}", period_start=timezone.now() - timedelta(days=7), period_end=timezone.now(), created_by=viewer)
     assert {url: count(url) for url in few} == few
+
+
+def test_a_finished_poll_refreshes_every_section_in_one_answer(client, analyst, polled):
+    client.force_login(analyst)
+    page = client.get(f"/hosts/{polled.name}/").content.decode()
+    assert "hx-swap-oob" not in page
+    done = htmx(client, "get", f"/hosts/{polled.name}/poll/status/", {"after": "0"}).content.decode()
+    assert "Poll finished" in done
+    for section in ("summary", "findings", "changes", "containers", "networks", "polls"):
+        assert f'id="{section}"' in done and done.count('hx-swap-oob="true"') == 6, section
+    waiting = htmx(client, "get", f"/hosts/{polled.name}/poll/status/", {"after": "999999"}).content.decode()
+    assert "Polling web-1" in waiting and "hx-swap-oob" not in waiting

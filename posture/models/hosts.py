@@ -119,9 +119,7 @@ class DockerHost(models.Model):
 
     @property
     def display_status(self) -> str:
-        if self.last_status == HostStatus.OK and self.is_stale:
-            return "stale"
-        if self.last_status == HostStatus.NEW and self.is_stale:
+        if self.last_status in (HostStatus.OK, HostStatus.NEW) and self.is_stale:
             return "stale"
         return self.last_status
 
@@ -168,10 +166,12 @@ class DockerHost(models.Model):
         workdir = Path(tempfile.mkdtemp(prefix="posture-creds-"))
         try:
             os.chmod(workdir, 0o700)
+            ssh = self.scheme == "ssh"
             files: dict[str, Path | None] = {}
             for field in ("tls_ca", "tls_cert", "tls_key", "ssh_key", "ssh_known_hosts"):
                 value = getattr(self, field)
-                if not value and field != "ssh_known_hosts":
+                # ssh needs a known_hosts file even when empty: the first poll pins the key.
+                if not value and not (ssh and field == "ssh_known_hosts"):
                     files[field] = None
                     continue
                 path = workdir / field
@@ -189,8 +189,8 @@ class DockerHost(models.Model):
                 ssh_key=files["ssh_key"],
                 ssh_known_hosts=files["ssh_known_hosts"],
             )
-            pinned = (workdir / "ssh_known_hosts").read_text()
-            if pinned.strip() != self.ssh_known_hosts.strip():
+            pinned = (workdir / "ssh_known_hosts").read_text() if ssh else ""
+            if ssh and pinned.strip() != self.ssh_known_hosts.strip():
                 DockerHost.objects.filter(pk=self.pk).update(ssh_known_hosts=pinned)
                 self.ssh_known_hosts = pinned
         finally:

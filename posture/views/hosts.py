@@ -24,20 +24,17 @@ def get_host(name: str) -> DockerHost:
     return get_object_or_404(DockerHost.objects.select_related("snapshot"), name=name)
 
 
-@require_GET
-@permission_required("posture.view_dockerhost", raise_exception=True)
-def host_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
-    host = get_host(name)
+def host_context(request: HtmxHttpRequest, host: DockerHost) -> dict[str, object]:
+    """Everything the host page shows, in a fixed number of queries."""
     findings = list(Finding.objects.for_host(host).current().by_severity())
-    grouped = [(sev, list(items)) for sev, items in groupby(findings, key=lambda f: f.severity)]
     containers = ContainerRecord.objects.filter(host=host).prefetch_related(Prefetch("ports", queryset=PublishedPort.objects.order_by("container_port")))
     polls = list(PollRun.objects.filter(host=host)[:15])
     last_ok = next((p for p in polls if p.status == PollStatus.OK), None)
     changes = list(FindingEvent.objects.filter(poll=last_ok).select_related("finding").order_by("kind", "finding__rule_id")) if last_ok else []
     samples = list(host.risk_samples.order_by("-at").values_list("at", "score")[:200])[::-1]
-    context = {
+    return {
         "host": host,
-        "grouped": grouped,
+        "grouped": [(sev, list(items)) for sev, items in groupby(findings, key=lambda f: f.severity)],
         "open_count": sum(1 for f in findings if f.status == "open"),
         "containers": containers,
         "networks": host.networks.all(),
@@ -49,7 +46,12 @@ def host_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
         "can_poll": request.user.has_perm("posture.poll_host"),
         "can_manage": request.user.has_perm("posture.manage_hosts"),
     }
-    return render_page(request, "posture/host.html", context)
+
+
+@require_GET
+@permission_required("posture.view_dockerhost", raise_exception=True)
+def host_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    return render_page(request, "posture/host.html", host_context(request, get_host(name)))
 
 
 @require_POST
@@ -72,11 +74,10 @@ def poll_status(request: HtmxHttpRequest, name: str) -> HttpResponse:
     host = get_host(name)
     after = int(request.GET["after"]) if request.GET.get("after", "").isdigit() else 0
     run = PollRun.objects.filter(host=host, pk__gt=after).exclude(status=PollStatus.RUNNING).first()
-    response = render_page(request, "posture/host.html", {"host": host, "after": after, "waiting": run is None, "run": run}, partial="poll-status")
-    if run is not None:
-        # Every part of the page listening for this event fetches itself again.
-        response["HX-Trigger"] = "poll-finished"
-    return response
+    if run is None:
+        return render_page(request, "posture/host.html", {"host": host, "after": after, "waiting": True}, partial="poll-status")
+    # Done: the status and every section of the page, refreshed in one answer.
+    return render_page(request, "posture/host.html", host_context(request, host) | {"run": run}, partial="poll-done")
 
 
 @require_http_methods(["GET", "POST"])
