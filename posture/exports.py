@@ -86,7 +86,7 @@ def to_sarif(findings: Iterable[Finding]) -> str:
     doc = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{"tool": {"driver": {"name": "Posture", "informationUri": "https://github.com/posture", "rules": rules}}, "results": results}],
+        "runs": [{"tool": {"driver": {"name": "Posture", "rules": rules}}, "results": results}],
     }
     return json.dumps(doc, indent=2)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shlex
 import subprocess
 import tempfile
@@ -55,7 +56,8 @@ def _reason(exc: BaseException) -> str:
     text = str(exc)
     for marker in ("certificate has expired", "certificate verify failed", "alert certificate expired", "alert bad certificate", "alert unknown ca"):
         if marker in text:
-            return text[text.index(marker) :].split("'")[0].split(")")[0].strip(" :")
+            detail = text[text.index(marker) :].split("'")[0]
+            return re.sub(r"\s*\(_ssl\.c:\d+\)?.*$", "", detail).strip(" :)")
     for marker in ("Connection refused", "No such file or directory", "Permission denied", "timed out", "Name or service not known"):
         if marker in text:
             return marker.lower()
@@ -68,6 +70,8 @@ def _classify(exc: BaseException, url: str) -> EngineError:
         return EngineRejected(f"TLS handshake with {url} failed: {_reason(exc)}")
     if isinstance(exc, docker.errors.APIError) and exc.status_code in (401, 403):
         return EngineRejected(f"{url} refused the request: {exc.explanation or exc}")
+    if "Permission denied" in text:
+        return EngineRejected(f"cannot open {url}: permission denied (is the worker's user in the docker group?)")
     if isinstance(exc, requests.exceptions.Timeout) or "timed out" in text.lower():
         return EngineUnreachable(f"{url} did not answer in time: {_reason(exc)}")
     return EngineUnreachable(f"cannot reach {url}: {_reason(exc)}")
