@@ -234,3 +234,12 @@ def test_daemon_defaults_on_the_plain_engine(engine):
     rules = {s.rule_id for s in specs}
     assert {"userns-remap-off", "no-authorization-plugin", "daemon-rootful", "icc-default-bridge"} <= rules
     assert not rules & {"daemon-tcp-no-tls", "daemon-tls-no-client-verify", "insecure-registries", "swarm-mode", "overlay-unencrypted"}
+
+
+def test_host_network_remediation_names_the_ports_the_image_exposes(engine):
+    api = engine.client.api
+    created = api.create_container(IMAGE, "sleep 3600", name="hostnet-web", ports=[8080, (53, "udp")], host_config=api.create_host_config(network_mode="host"))
+    engine.created.append(created["Id"])
+    remedy = hits(conclusions(engine.url), "host-network")["hostnet-web"].remediation
+    assert "--network <app-net> -p 127.0.0.1:53:53/udp -p 127.0.0.1:8080:8080" in remedy
+    assert '"127.0.0.1:53:53/udp", "127.0.0.1:8080:8080"' in remedy

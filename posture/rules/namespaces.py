@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from posture.collector.snapshot import Container
 
 from .base import Hit, RuleContext, Severity, SubjectType, rule
-from .remediation import advice, where
+from .remediation import advice, loopback_flags, where
 
 
 @rule(
@@ -29,14 +29,15 @@ def host_network(container: Container, ctx: RuleContext) -> Iterator[Hit]:
         return
     via = [f"{c.name} (NetworkMode={c.network_mode})" for c in chain]
     flag = "--network host" if owner is container else f"--network {container.network_mode}"
+    run_ports, compose_ports = loopback_flags(owner)
     yield Hit(
         evidence={"HostConfig.NetworkMode": container.network_mode, "namespace_chain": via},
         remediation=advice(
             f"Run {where(container)} on a user-defined bridge network and publish only the ports it serves, on loopback"
             + ("" if owner is container else f" (it inherits the host network from '{owner.name}', fix that one first)")
             + ".",
-            run=f"replace {flag} with --network <app-net> -p 127.0.0.1:PORT:PORT",
-            compose='delete network_mode: host (or service:…), add networks: [app-net] and ports: ["127.0.0.1:PORT:PORT"]',
+            run=f"replace {flag} with --network <app-net> {run_ports}",
+            compose=f"delete network_mode: host (or service:…), add networks: [app-net] and ports: {compose_ports}",
         ),
         exposed=True,
     )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from posture.collector.snapshot import Container, Network
 
 from .base import Hit, RuleContext, Severity, SubjectType, rule
-from .remediation import advice, where
+from .remediation import advice, loopback_flags, where
 
 
 @rule(
@@ -109,8 +109,8 @@ def ipv6_published(container: Container, ctx: RuleContext) -> Iterator[Hit]:
                 },
                 remediation=advice(
                     f"Bind the ports of {where(container)} to explicit addresses and make sure ip6tables (or nftables) filters the IPv6 subnet.",
-                    run="use -p 127.0.0.1:HOST:CONTAINER (and -p [::1]:HOST:CONTAINER if IPv6 clients need it)",
-                    compose='ports: ["127.0.0.1:HOST:CONTAINER"]; or enable_ipv6: false on the network',
+                    run=f"use {loopback_flags(container)[0]} (and the same on [::1] if IPv6 clients need it)",
+                    compose=f"ports: {loopback_flags(container)[1]}; or enable_ipv6: false on network '{network.name}'",
                 ),
                 exposed=True,
             )

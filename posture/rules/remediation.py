@@ -39,3 +39,16 @@ def publish_on_loopback(container: Container, binding: PortBinding, why: str) ->
         run=f"replace -p {binding.spec} with -p {safe}",
         compose=f'under ports:, replace "{binding.spec}" with "{safe}"',
     )
+
+
+def loopback_flags(container: Container) -> tuple[str, str]:
+    """``-p`` flags and compose entries publishing the container's own ports on loopback:
+    its configured bindings, else the ports its image exposes, else a placeholder."""
+    specs = [loopback_spec(b) for b in container.port_bindings]
+    if not specs:
+        for exposed in container.exposed_ports:
+            port, _, proto = exposed.partition("/")
+            suffix = "" if proto in ("", "tcp") else f"/{proto}"
+            specs.append(f"127.0.0.1:{port}:{port}{suffix}")
+    specs = specs or ["127.0.0.1:PORT:PORT"]
+    return " ".join(f"-p {s}" for s in specs), "[" + ", ".join(f'"{s}"' for s in specs) + "]"
