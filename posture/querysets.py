@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.models import Count, Q
@@ -10,11 +10,35 @@ from django.utils import timezone
 
 from .models.choices import SEVERITY_RANK, FindingStatus
 
+# A host with no good poll for this many intervals is shown as stale.
+STALE_AFTER_INTERVALS = 3
+
 
 class HostQuerySet(models.QuerySet):
     def due_for_poll(self, now: datetime | None = None) -> HostQuerySet:
         now = now or timezone.now()
         return self.filter(enabled=True).filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+
+    def stale_q(self, now: datetime | None = None) -> Q:
+        """Hosts with no good poll for three intervals (``DockerHost.is_stale``) as a Q.
+
+        Interval arithmetic in SQL differs between SQLite and PostgreSQL, so the Q is
+        built per distinct interval (one small query; fleets use few intervals).
+        """
+        now = now or timezone.now()
+        stale = Q(pk__in=[])
+        for interval in self.model.objects.values_list("poll_interval", flat=True).distinct():
+            since = now - timedelta(seconds=STALE_AFTER_INTERVALS * interval)
+            stale |= Q(poll_interval=interval) & (Q(last_success_at__lt=since) | Q(last_success_at__isnull=True, created_at__lt=since))
+        return stale & Q(last_status__in=["ok", "new"])
+
+    def with_display_status(self, status: str, now: datetime | None = None) -> HostQuerySet:
+        """Filter by what the pages show: ok, stale, unreachable, error or new."""
+        if status == "stale":
+            return self.filter(self.stale_q(now))
+        if status in ("ok", "new"):
+            return self.filter(last_status=status).exclude(self.stale_q(now))
+        return self.filter(last_status=status)
 
     def with_open_counts(self) -> HostQuerySet:
         """Open finding counts per severity, in the same query (fleet page, reports)."""

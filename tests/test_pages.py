@@ -340,3 +340,16 @@ def test_a_finished_poll_refreshes_every_section_in_one_answer(client, analyst, 
         assert f'id="{section}"' in done and done.count('hx-swap-oob="true"') == 6, section
     waiting = htmx(client, "get", f"/hosts/{polled.name}/poll/status/", {"after": "999999"}).content.decode()
     assert "Polling web-1" in waiting and "hx-swap-oob" not in waiting
+
+
+def test_fleet_filters_stale_hosts_apart_from_healthy_ones(client, viewer, engine, make_host):
+    fresh = make_host("fresh", engine, poll_interval=60)
+    fresh.poll()
+    stale = make_host("stale", engine, poll_interval=60)
+    stale.poll()
+    DockerHost.objects.filter(pk=stale.pk).update(last_success_at=timezone.now() - timedelta(seconds=181))
+    client.force_login(viewer)
+    only_stale = htmx(client, "get", "/", {"status": "stale"}).content.decode()
+    only_ok = htmx(client, "get", "/", {"status": "ok"}).content.decode()
+    assert ">stale</a>" in only_stale and ">fresh</a>" not in only_stale and "⚠ Stale" in only_stale
+    assert ">fresh</a>" in only_ok and ">stale</a>" not in only_ok

@@ -22,7 +22,7 @@ from django.utils import timezone
 from posture.collector import EngineTarget, HostSnapshot, InvalidEngineURL, MalformedAnswer, parse_engine_url
 from posture.collector.engine import EngineError, collect
 from posture.crypto import CredentialKeyError
-from posture.querysets import HostQuerySet
+from posture.querysets import STALE_AFTER_INTERVALS, HostQuerySet
 from posture.rules import FindingSpec, evaluate
 
 from .choices import HostStatus, PollStatus
@@ -32,7 +32,6 @@ from .inventory import ContainerRecord
 
 log = logging.getLogger(__name__)
 name_validator = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", "Use letters, digits, dots, dashes and underscores, starting with a letter or digit.")
-STALE_AFTER_INTERVALS = 3
 
 
 def validate_engine(url: str, *, insecure: bool, tls: bool, client_cert: bool, ssh_key: bool) -> str:

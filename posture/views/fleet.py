@@ -17,6 +17,7 @@ from .rendering import HtmxHttpRequest, paginate, render_page
 SORTS = {"risk": ("-risk_score", "name"), "name": ("name",), "findings": ("-open_total", "name"), "polled": ("-last_poll_at", "name")}
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 TREND_POINTS = 30
+STATUSES = ("ok", "stale", "unreachable", "error", "new")
 
 
 def _filtered(request: HtmxHttpRequest) -> tuple[object, dict[str, str]]:
@@ -27,8 +28,8 @@ def _filtered(request: HtmxHttpRequest) -> tuple[object, dict[str, str]]:
     if "=" in params["label"]:
         key, value = params["label"].split("=", 1)
         hosts = hosts.with_labels({key.strip(): value.strip()})
-    if params["status"] in ("ok", "unreachable", "error", "new"):
-        hosts = hosts.filter(last_status=params["status"])
+    if params["status"] in STATUSES:
+        hosts = hosts.with_display_status(params["status"])
     if params["severity"] in SEVERITIES:
         hosts = hosts.filter(**{f"open_{params['severity']}__gt": 0})
     return hosts.order_by(*SORTS.get(params["sort"], SORTS["risk"])), params
