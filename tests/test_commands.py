@@ -8,6 +8,7 @@ import json
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
 
 from posture.exports import JSON_KEYS
@@ -95,3 +96,17 @@ def test_findings_for_an_unknown_host_is_an_error(db):
 
 def test_docs_rules_md_is_generated_from_the_catalog():
     assert (settings.BASE_DIR / "docs" / "rules.md").read_text() == render(), "run: python manage.py rulesdoc --write"
+
+
+def test_users_are_created_with_a_role_and_can_change_it(db):
+    out = run("users", "add", "dana", "--role", "Analyst", "--email", "dana@example.test")
+    password = out.split("password: ")[1].split()[0]
+    user = authenticate(username="dana", password=password)
+    assert user and user.has_perm("posture.accept_risk") and not user.has_perm("posture.manage_hosts") and not user.is_staff
+    run("users", "role", "dana", "Admin")
+    user = type(user).objects.get(pk=user.pk)
+    assert user.has_perm("posture.manage_hosts") and user.is_staff
+    (listed,) = json.loads(run("users", "list", "--format", "json"))
+    assert listed["roles"] == ["Admin"]
+    with pytest.raises(CommandError, match="already exists"):
+        run("users", "add", "dana", "--role", "Viewer")

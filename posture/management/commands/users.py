@@ -1,0 +1,84 @@
+"""``manage.py users add|role|list``: accounts and their roles, for operators and scripts."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from posture.models import AuditEntry
+from posture.roles import ROLES
+
+
+class Command(BaseCommand):
+    help = "Create users with a role, change a user's role, list users."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        add = sub.add_parser("add", help="create a user; the password is generated and printed once")
+        add.add_argument("username")
+        add.add_argument("--role", choices=sorted(ROLES), required=True)
+        add.add_argument("--email", default="")
+        role = sub.add_parser("role", help="give a user exactly this role")
+        role.add_argument("username")
+        role.add_argument("role", choices=sorted(ROLES))
+        lst = sub.add_parser("list")
+        lst.add_argument("--format", choices=["table", "json"], default="table")
+
+    def handle(self, *args: Any, action: str, **opts: Any) -> None:
+        getattr(self, f"handle_{action}")(**opts)
+
+    @transaction.atomic
+    def handle_add(self, *, username: str, role: str, email: str, **opts: Any) -> None:
+        User = get_user_model()  # noqa: N806
+        if User.objects.filter(username=username).exists():
+            raise CommandError(f"a user named {username!r} already exists")
+        user = User(username=username, email=email)
+        try:
+            user.full_clean(exclude=["password"])
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.save()
+        self._set_role(user, role)
+        AuditEntry.log(None, "user.add", user, role=role)
+        self.stdout.write(f"created {username} ({role}) with password: {password}  (shown once)")
+
+    @transaction.atomic
+    def handle_role(self, *, username: str, role: str, **opts: Any) -> None:
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"no user named {username!r}")
+        self._set_role(user, role)
+        AuditEntry.log(None, "user.role", user, role=role)
+        self.stdout.write(f"{username} is now {role}")
+
+    def handle_list(self, *, format: str, **opts: Any) -> None:
+        rows = [
+            {
+                "username": u.username,
+                "email": u.email,
+                "roles": [g.name for g in u.groups.all()],
+                "active": u.is_active,
+                "last_login": u.last_login.isoformat() if u.last_login else None,
+            }
+            for u in get_user_model().objects.prefetch_related("groups").order_by("username")
+        ]
+        if format == "json":
+            self.stdout.write(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            self.stdout.write(f"{r['username']:<24} {','.join(r['roles']) or '(no role)':<10} {r['email']}")
+
+    def _set_role(self, user: Any, role: str) -> None:
+        user.groups.set([Group.objects.get(name=role)])
+        # Admins manage users in Django's admin site, which requires staff status.
+        user.is_staff = role == "Admin" or user.is_superuser
+        user.save(update_fields=["is_staff"])
