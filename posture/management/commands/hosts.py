@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from posture.forms import parse_label
+from posture.management.cli import command_error
 from posture.models import AuditEntry, DockerHost
 
 
@@ -74,7 +75,7 @@ class Command(BaseCommand):
         try:
             host.full_clean()
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+            raise command_error(exc) from None
         host.save()
         AuditEntry.log(None, "host.add", host, url=host.url)
         self.stdout.write(f"added {host.name} ({host.url}), polled every {host.poll_interval}s")

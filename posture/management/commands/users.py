@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from posture.management.cli import command_error
 from posture.models import AuditEntry
 from posture.roles import ROLES
 
@@ -43,7 +44,7 @@ class Command(BaseCommand):
         try:
             user.full_clean(exclude=["password"])
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+            raise command_error(exc) from None
         password = secrets.token_urlsafe(12)
         user.set_password(password)
         user.save()
