@@ -22,6 +22,8 @@ urlpatterns = [
     path("reports/", reports.reports, name="reports"),
     path("reports/generate/", reports.generate_now, name="report-generate"),
     path("reports/schedules/new/", reports.schedule_new, name="schedule-new"),
+    path("reports/schedules/<int:pk>/toggle/", reports.schedule_toggle, name="schedule-toggle"),
+    path("reports/schedules/<int:pk>/delete/", reports.schedule_delete, name="schedule-delete"),
     path("reports/<int:pk>/download/", reports.download, name="report-download"),
     path("admin/", admin.site.urls),
 ]

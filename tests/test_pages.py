@@ -16,7 +16,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from posture.models import AuditEntry, DockerHost, Finding, Report
+from posture.models import AuditEntry, DockerHost, Finding, Report, ReportSchedule
 
 from .conftest import PASSWORD
 from .pki import CA
@@ -353,3 +353,18 @@ def test_fleet_filters_stale_hosts_apart_from_healthy_ones(client, viewer, engin
     only_ok = htmx(client, "get", "/", {"status": "ok"}).content.decode()
     assert ">stale</a>" in only_stale and ">fresh</a>" not in only_stale and "⚠ Stale" in only_stale
     assert ">fresh</a>" in only_ok and ">stale</a>" not in only_ok
+
+
+def test_analysts_pause_schedules_and_admins_remove_them(client, analyst, admin, viewer):
+    schedule = ReportSchedule.objects.create(name="weekly", recipients="sec@example.test")
+    client.force_login(viewer)
+    assert client.post(f"/reports/schedules/{schedule.pk}/toggle/").status_code == 403
+    client.force_login(analyst)
+    assert client.post(f"/reports/schedules/{schedule.pk}/toggle/").status_code == 302
+    assert not ReportSchedule.objects.get(pk=schedule.pk).enabled
+    assert "Remove" not in client.get("/reports/").content.decode()
+    assert client.post(f"/reports/schedules/{schedule.pk}/delete/").status_code == 403
+    client.force_login(admin)
+    assert client.post(f"/reports/schedules/{schedule.pk}/delete/").status_code == 302
+    assert not ReportSchedule.objects.exists()
+    assert list(AuditEntry.objects.order_by("at").values_list("action", flat=True)) == ["schedule.disable", "schedule.delete"]

@@ -25,6 +25,8 @@ def _context(request: HtmxHttpRequest, **forms: object) -> dict[str, object]:
         "schedule_form": forms.get("schedule_form") or ReportScheduleForm(),
         "can_generate": request.user.has_perm("posture.add_report"),
         "can_schedule": request.user.has_perm("posture.add_reportschedule"),
+        "can_toggle": request.user.has_perm("posture.change_reportschedule"),
+        "can_delete_schedule": request.user.has_perm("posture.delete_reportschedule"),
     }
 
 
@@ -65,3 +67,24 @@ def download(request: HtmxHttpRequest, pk: int) -> FileResponse:
     if report.status != ReportStatus.READY or not report.file:
         raise Http404("This report has no PDF (yet).")
     return FileResponse(report.file.open("rb"), as_attachment=True, filename=report.filename, content_type="application/pdf")
+
+
+@require_POST
+@permission_required("posture.change_reportschedule", raise_exception=True)
+def schedule_toggle(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    schedule = get_object_or_404(ReportSchedule, pk=pk)
+    schedule.enabled = not schedule.enabled
+    schedule.save(update_fields=["enabled"])
+    AuditEntry.log(request.user, "schedule.enable" if schedule.enabled else "schedule.disable", schedule)
+    messages.success(request, f"Schedule {schedule.name} {'enabled' if schedule.enabled else 'paused'}.")
+    return redirect("reports")
+
+
+@require_POST
+@permission_required("posture.delete_reportschedule", raise_exception=True)
+def schedule_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    schedule = get_object_or_404(ReportSchedule, pk=pk)
+    AuditEntry.log(request.user, "schedule.delete", schedule)
+    schedule.delete()  # its reports stay, detached
+    messages.success(request, f"Schedule {schedule.name} removed; its reports are kept.")
+    return redirect("reports")
