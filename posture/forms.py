@@ -107,16 +107,20 @@ class AcceptRiskForm(forms.Form):
         return day
 
 
-class ReportScheduleForm(forms.ModelForm):
+class LabelScopeForm(forms.Form):
+    """A host label scope typed as text, cleaned into a dict."""
+
     labels_text = forms.CharField(label="Scope (labels)", required=False, help_text="KEY=VALUE, comma-separated; empty means every host.")
 
+    def clean_labels_text(self) -> dict[str, str]:
+        return parse_labels(self.cleaned_data.get("labels_text", ""))
+
+
+class ReportScheduleForm(LabelScopeForm, forms.ModelForm):
     class Meta:
         model = ReportSchedule
         fields = ["name", "frequency", "weekday", "day_of_month", "at", "recipients", "enabled"]
         widgets = {"at": forms.TimeInput(attrs={"type": "time"}), "recipients": forms.TextInput()}
-
-    def clean_labels_text(self) -> dict[str, str]:
-        return parse_labels(self.cleaned_data.get("labels_text", ""))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -124,9 +128,5 @@ class ReportScheduleForm(forms.ModelForm):
         return cleaned
 
 
-class GenerateReportForm(forms.Form):
-    labels_text = forms.CharField(label="Scope (labels)", required=False, help_text="KEY=VALUE, comma-separated; empty means every host.")
+class GenerateReportForm(LabelScopeForm):
     days = forms.IntegerField(label="Period (days, ending now)", min_value=1, max_value=366, initial=7)
-
-    def clean_labels_text(self) -> dict[str, str]:
-        return parse_labels(self.cleaned_data.get("labels_text", ""))

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from .models.choices import SEVERITY_RANK, FindingStatus
+from .models.choices import SEVERITY_RANK, FindingStatus, HostStatus, PollStatus
 
 # A host with no good poll for this many intervals is shown as stale.
 STALE_AFTER_INTERVALS = 3
@@ -30,13 +30,13 @@ class HostQuerySet(models.QuerySet):
         for interval in self.model.objects.values_list("poll_interval", flat=True).distinct():
             since = now - timedelta(seconds=STALE_AFTER_INTERVALS * interval)
             stale |= Q(poll_interval=interval) & (Q(last_success_at__lt=since) | Q(last_success_at__isnull=True, created_at__lt=since))
-        return stale & Q(last_status__in=["ok", "new"])
+        return stale & Q(last_status__in=[HostStatus.OK, HostStatus.NEW])
 
     def with_display_status(self, status: str, now: datetime | None = None) -> HostQuerySet:
         """Filter by what the pages show: ok, stale, unreachable, error or new."""
         if status == "stale":
             return self.filter(self.stale_q(now))
-        if status in ("ok", "new"):
+        if status in (HostStatus.OK, HostStatus.NEW):
             return self.filter(last_status=status).exclude(self.stale_q(now))
         return self.filter(last_status=status)
 
@@ -49,7 +49,7 @@ class HostQuerySet(models.QuerySet):
         )
 
     def with_poll_counts(self) -> HostQuerySet:
-        return self.annotate(completed_polls=Count("polls", filter=Q(polls__status="ok")))
+        return self.annotate(completed_polls=Count("polls", filter=Q(polls__status=PollStatus.OK)))
 
     def with_labels(self, labels: dict[str, str]) -> HostQuerySet:
         qs = self

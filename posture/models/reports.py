@@ -33,6 +33,11 @@ class ReportStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+def describe_scope(labels: dict[str, str]) -> str:
+    """``env=prod, team=core``, or "all hosts" for an empty label scope."""
+    return ", ".join(f"{k}={v}" for k, v in labels.items()) or "all hosts"
+
+
 def _month_before(day: date) -> date:
     year, month = (day.year - 1, 12) if day.month == 1 else (day.year, day.month - 1)
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
@@ -72,7 +77,7 @@ class ReportSchedule(models.Model):
 
     @property
     def scope_label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.labels.items()) or "all hosts"
+        return describe_scope(self.labels)
 
     def run_after(self, moment: datetime) -> datetime:
         """The first scheduled time strictly after ``moment``."""
@@ -144,7 +149,7 @@ class Report(models.Model):
 
     @property
     def scope_label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.labels.items()) or "all hosts"
+        return describe_scope(self.labels)
 
     @property
     def filename(self) -> str:

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Avg, Count
+from django.db.models import Avg, Count, prefetch_related_objects
 from django.db.models.functions import TruncDate
 
 from posture import charts
 from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, RiskSample
+from posture.models.reports import describe_scope
 from posture.rules import RULES
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -58,7 +59,9 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
             sections[f.host_id].detailed.append(f)
         else:
             sections[f.host_id].summary.append(f)
-    acceptances = {f.pk: f.acceptances.first() for f in Finding.objects.filter(pk__in=[a.pk for a in accepted]).prefetch_related("acceptances")}
+    # The newest acceptance of each (RiskAcceptance orders newest first), on the rows already loaded.
+    prefetch_related_objects(accepted, "acceptances")
+    acceptances = {f.pk: next(iter(f.acceptances.all()), None) for f in accepted}
 
     events = FindingEvent.objects.filter(finding__host__in=ids, at__gte=start, at__lt=end, kind__in=[EventKind.OPENED, EventKind.RESOLVED, EventKind.REOPENED])
     change_counts = dict(events.values_list("kind").annotate(n=Count("id")).values_list("kind", "n"))
@@ -74,7 +77,7 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
     fleet_score = round(sum(h.risk_score for h in hosts) / len(hosts)) if hosts else 0
     return {
         "title": title,
-        "scope": ", ".join(f"{k}={v}" for k, v in labels.items()) or "all hosts",
+        "scope": describe_scope(labels),
         "start": start,
         "end": end,
         "hosts": hosts,

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from posture.forms import AcceptRiskForm
-from posture.models import Finding
+from posture.models import Finding, FindingStatus
 
 from .rendering import HtmxHttpRequest, render_page
 
@@ -48,7 +48,7 @@ def finding_detail(request: HtmxHttpRequest, host: str, pk: int) -> HttpResponse
 def finding_accept(request: HtmxHttpRequest, host: str, pk: int) -> HttpResponse:
     finding = get_finding(host, pk)
     form = AcceptRiskForm(request.POST)
-    if finding.status == "resolved":
+    if finding.status == FindingStatus.RESOLVED:
         form.add_error(None, "This finding is resolved; there is no risk left to accept.")
     if not form.is_valid():
         return render_page(request, "posture/finding.html", _context(request, finding, form), partial="accept" if request.htmx else None, status=400)

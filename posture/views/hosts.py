@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from posture import charts
 from posture.forms import HostForm
-from posture.models import AuditEntry, ContainerRecord, DockerHost, Finding, FindingEvent, PollRun, PollStatus, PublishedPort
+from posture.models import AuditEntry, ContainerRecord, DockerHost, Finding, FindingEvent, FindingStatus, PollRun, PollStatus, PublishedPort
 from posture.tasks import poll_host
 
 from .rendering import HtmxHttpRequest, render_page
@@ -35,7 +35,7 @@ def host_context(request: HtmxHttpRequest, host: DockerHost) -> dict[str, object
     return {
         "host": host,
         "grouped": [(sev, list(items)) for sev, items in groupby(findings, key=lambda f: f.severity)],
-        "open_count": sum(1 for f in findings if f.status == "open"),
+        "open_count": sum(1 for f in findings if f.status == FindingStatus.OPEN),
         "containers": containers,
         "networks": host.networks.all(),
         "engine": (host.snapshot.data.get("engine") if host.snapshot else None),
