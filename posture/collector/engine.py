@@ -155,11 +155,11 @@ def open_client(target: EngineTarget) -> Iterator[tuple[docker.APIClient, dict[s
             # Always verify the server against the host's own CA.
             client_cert = (str(target.tls_cert), str(target.tls_key)) if target.tls_cert and target.tls_key else None
             tls = docker.tls.TLSConfig(client_cert=client_cert, ca_cert=str(target.tls_ca), verify=True)
-            base_url = f"https://{url.host}:{url.port}" if ":" not in url.host else f"https://[{url.host}]:{url.port}"
+            base_url = f"https://{url.netloc}"
         else:
             if not target.insecure:
                 raise EngineRejected(f"{url} is plain tcp without TLS; mark the host insecure to poll it anyway")
-            base_url = f"http://{url.host}:{url.port}" if ":" not in url.host else f"http://[{url.host}]:{url.port}"
+            base_url = f"http://{url.netloc}"
         try:
             # Negotiate the API version ourselves (rather than version="auto") so the
             # client is configured before its first request, and the answer is reused.

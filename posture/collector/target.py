@@ -34,16 +34,20 @@ class EngineURL:
     path: str = ""
     user: str = ""
 
+    @property
+    def netloc(self) -> str:
+        """``host:port``, with IPv6 literals in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}" if self.port else host
+
     def __str__(self) -> str:
         if self.scheme == "unix":
             return f"unix://{self.path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        port = f":{self.port}" if self.port else ""
         if self.scheme == "ssh":
             user = f"{self.user}@" if self.user else ""
             path = "" if self.path in ("", DEFAULT_REMOTE_SOCKET) else self.path
-            return f"ssh://{user}{host}{port}{path}"
-        return f"tcp://{host}{port}"
+            return f"ssh://{user}{self.netloc}{path}"
+        return f"tcp://{self.netloc}"
 
 
 def _check_host(host: str) -> str:
