@@ -4,8 +4,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/posture
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# POSTURE_TEST_SLOT (0-9) keeps suites of several checkouts apart on one machine:
+# their own test database, Redis database, bridges and subnets.
+POSTURE_TEST_SLOT ?= 0
+export POSTURE_TEST_SLOT
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/posture$(if $(filter-out 0,$(POSTURE_TEST_SLOT)),_$(POSTURE_TEST_SLOT))
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/$(shell echo $$((15 - $(POSTURE_TEST_SLOT))))
 
 .PHONY: run run-deps test install install-dev system-deps services lint format bench docs clean
 

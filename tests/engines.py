@@ -22,6 +22,9 @@ from pathlib import Path
 import docker
 
 IMAGE = "posture-test/busybox:1"
+# Several checkouts may run their suites side by side on one machine: each picks a slot
+# (POSTURE_TEST_SLOT, 0-9) so bridges and subnets never collide.
+SLOT = int(os.environ.get("POSTURE_TEST_SLOT", "0"))
 BUSYBOX = Path("/bin/busybox")
 
 
@@ -109,7 +112,7 @@ class TestEngine:
     def bridge(self) -> str:
         # One name per index: a run that died leaves its bridge, and the next run's
         # start deletes it rather than add a second bridge on the same subnet.
-        return f"pstest{self.index}"
+        return f"pst{SLOT}e{self.index}"
 
     @property
     def socket(self) -> Path:
@@ -136,7 +139,7 @@ class TestEngine:
         sweep_stale()
         self.root = Path(tempfile.mkdtemp(prefix=f"posture-engine-{os.getpid()}-{self.name}-"))
         self.root.chmod(0o711)  # a userns-remapped daemon must traverse it
-        subnet = f"10.213.{10 + self.index}"
+        subnet = f"10.{213 + SLOT}.{10 + self.index}"
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         for cmd in (
             ["ip", "link", "add", self.bridge, "type", "bridge"],
