@@ -4,31 +4,59 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("POSTURE_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
 def env_bool(name: str, default: bool = False) -> bool:
+    """A yes/no variable. Anything but a clear yes or no stops start-up: a typo such as
+    ``POSTURE_HTTPS=ture`` must not quietly turn a protection off."""
     value = os.environ.get(name)
-    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+    if value is None:
+        return default
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is neither true nor false (use true/false, yes/no, on/off or 1/0)")
 
 
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
-    return int(value) if value else default
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
 
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [v.strip() for v in os.environ.get(name, default).split(",") if v.strip()]
 
 
-def env_secret(name: str, generate: callable, filename: str) -> str:
+def env_secret(name: str, generate: Callable[[], str], filename: str) -> str:
     """``NAME``, else the file named by ``NAME_FILE``, else one generated once into var/.
 
     Generated secrets are for the embedded default; production sets its own.
@@ -150,8 +178,8 @@ POLL_TIME_LIMIT = env_int("POSTURE_POLL_HARD_LIMIT", 150)
 POLL_MAX_RETRIES = 3
 POLL_RETRY_BACKOFF_MAX = 300
 DEFAULT_POLL_INTERVAL = env_int("POSTURE_DEFAULT_INTERVAL", 300)
-ENGINE_TIMEOUT = float(os.environ.get("POSTURE_ENGINE_TIMEOUT", "10"))
-DISPATCH_EVERY = float(os.environ.get("POSTURE_DISPATCH_EVERY", "15"))
+ENGINE_TIMEOUT = env_float("POSTURE_ENGINE_TIMEOUT", 10.0)
+DISPATCH_EVERY = env_float("POSTURE_DISPATCH_EVERY", 15.0)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     # Longer than the hard limit plus the longest retry delay: Redis must not hand a
