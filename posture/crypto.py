@@ -35,8 +35,3 @@ def decrypt(token: str) -> str:
         raise CredentialKeyError(
             "a stored credential cannot be decrypted with the configured keys; was POSTURE_CREDENTIALS_KEY changed without keeping the old key?"
         ) from exc
-
-
-def rotate(token: str) -> str:
-    """Re-encrypt under the first (newest) key."""
-    return fernet().rotate(token.encode()).decode()

@@ -175,7 +175,7 @@ class TestEngine:
                     self.client = docker.DockerClient(base_url=self.url, timeout=30)
                     self.client.ping()
                     break
-                except Exception:  # noqa: BLE001 - not up yet
+                except Exception:  # not up yet
                     pass
             if time.monotonic() > deadline:
                 self.stop()

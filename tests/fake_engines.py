@@ -24,7 +24,7 @@ def serving(path: Path, answers: dict[str, object]) -> Iterator[str]:
     """An HTTP server answering each path prefix with the given JSON (or raw bytes)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             route = self.path.split("?")[0]
             route = "/" + route.split("/", 2)[-1] if route.startswith("/v1.") else route
             body = next((v for k, v in answers.items() if route.startswith(k)), None)
