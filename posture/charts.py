@@ -9,7 +9,7 @@ from datetime import datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-SEVERITY_COLOURS = {"critical": "#7f1d1d", "high": "#c2410c", "medium": "#b45309", "low": "#1d4ed8", "info": "#475569"}
+from posture.rules import Severity
 
 
 def _last_point(points: str) -> list[str]:
@@ -85,14 +85,14 @@ def risk_history(samples: Sequence[tuple[datetime, int]], *, width: int = 640, h
 
 def severity_bar(counts: dict[str, int], *, width: int = 320, height: int = 18) -> SafeString:
     """A stacked bar of open findings by severity; labelled, so colour is not the only cue."""
-    total = sum(counts.get(s, 0) for s in SEVERITY_COLOURS) or 1
+    total = sum(counts.get(s, 0) for s in Severity) or 1
     x = 0.0
     parts = []
-    for sev, colour in SEVERITY_COLOURS.items():
+    for sev in Severity:
         n = counts.get(sev, 0)
         if n:
             w = width * n / total
-            parts.append((f"{x:.1f}", f"{w:.1f}", height, colour, f"{n} {sev}"))
+            parts.append((f"{x:.1f}", f"{w:.1f}", height, sev.colour, f"{n} {sev}"))
             x += w
     rects = format_html_join("", '<rect x="{}" y="0" width="{}" height="{}" fill="{}"><title>{}</title></rect>', parts)
     summary = ", ".join(p[4] for p in parts) or "no open findings"

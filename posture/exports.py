@@ -1,4 +1,4 @@
-"""Findings as JSON, CSV and SARIF 2.1.0 for scripts (``manage.py findings``)."""
+"""Findings as JSON, CSV and SARIF 2.1.0, and hosts as JSON, for scripts (``manage.py findings``, ``hosts list``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from .models import Finding
+from .models import DockerHost, Finding, Severity
 from .rules import RULES
 
 JSON_KEYS = ("host", "rule", "cis", "severity", "subject_type", "subject", "title", "evidence", "remediation", "running", "status", "first_seen", "last_seen")
-SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -62,14 +61,14 @@ def to_sarif(findings: Iterable[Finding]) -> str:
             "shortDescription": {"text": r.title},
             "fullDescription": {"text": r.rationale},
             "properties": {"cis": r.cis, "severity": r.severity.value},
-            "defaultConfiguration": {"level": SARIF_LEVEL[r.severity.value]},
+            "defaultConfiguration": {"level": r.severity.sarif_level},
         }
         for r in RULES
     ]
     results = [
         {
             "ruleId": f.rule_id,
-            "level": SARIF_LEVEL[f.severity],
+            "level": Severity(f.severity).sarif_level,
             "message": {"text": f"{f.title}: {f.subject_name} on {f.host.name}"},
             "locations": [
                 {
@@ -92,3 +91,19 @@ def to_sarif(findings: Iterable[Finding]) -> str:
 
 
 FORMATS = {"json": to_json, "csv": to_csv, "sarif": to_sarif}
+
+
+def host_listing(host: DockerHost) -> dict[str, object]:
+    """``hosts list --format json``; expects ``with_poll_counts()``."""
+    return {
+        "name": host.name,
+        "url": host.url,
+        "enabled": host.enabled,
+        "interval": host.poll_interval,
+        "labels": host.labels,
+        "last_poll_at": _iso(host.last_poll_at),
+        "last_status": host.display_status.value,
+        "last_error": host.last_error,
+        "polls": getattr(host, "completed_polls", None),
+        "risk_score": host.risk_score,
+    }

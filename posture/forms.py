@@ -8,24 +8,11 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from posture.collector import MalformedAnswer
-from posture.collector.engine import EngineError, probe
+from posture.labels import parse_labels
 from posture.models import DockerHost, ReportSchedule
 
 MAX_CREDENTIAL_BYTES = 64 * 1024
 CREDENTIAL_FIELDS = {"tls_ca": "CA certificate (PEM)", "tls_cert": "client certificate (PEM)", "tls_key": "client key (PEM)", "ssh_key": "SSH private key"}
-
-
-def parse_label(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise forms.ValidationError(f"“{text}” is not KEY=VALUE.")
-    return key.strip(), value.strip()
-
-
-def parse_labels(text: str) -> dict[str, str]:
-    """``env=prod, team=core`` (commas or new lines) → a dict."""
-    return dict(parse_label(p.strip()) for p in text.replace("\n", ",").split(",") if p.strip())
 
 
 class HostForm(forms.ModelForm):
@@ -78,15 +65,12 @@ class HostForm(forms.ModelForm):
         self.instance.labels = cleaned.get("labels_text") or {}
         return cleaned
 
-    def test_connection(self) -> tuple[bool, str]:
+    def host_to_test(self) -> DockerHost:
+        """The host as the form would save it, for "Test connection" (not saved)."""
         host = self.instance
         for field in ("name", "url", "insecure"):
             setattr(host, field, self.cleaned_data.get(field, getattr(host, field)))
-        try:
-            with host.engine_target() as target:
-                return True, probe(target)
-        except (EngineError, MalformedAnswer) as exc:
-            return False, str(exc)
+        return host
 
 
 class AcceptRiskForm(forms.Form):

@@ -2,7 +2,7 @@
 
 Each open finding carries a weight, in points out of 100:
 
-    weight = SEVERITY_POINTS[severity] × (0.5 if the container is stopped) × (1.25 if exposed)
+    weight = Severity.points × (0.5 if the container is stopped) × (1.25 if exposed)
 
 and removes that share of what is left of the host's safety:
 
@@ -20,7 +20,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-SEVERITY_POINTS = {"critical": 40.0, "high": 20.0, "medium": 8.0, "low": 2.0, "info": 0.0}
+from posture.rules import Severity
+
 STOPPED_FACTOR = 0.5
 EXPOSED_FACTOR = 1.25
 
@@ -51,7 +52,7 @@ class Risk:
 
 
 def weight(item: RiskItem) -> float:
-    points = SEVERITY_POINTS.get(item.severity, 0.0)
+    points = Severity(item.severity).points
     if item.running is False:
         points *= STOPPED_FACTOR
     if item.exposed:

@@ -1,5 +1,5 @@
 """Every Celery task. Each takes ids, reloads, returns quietly if the row is gone,
-calls one model method and logs. All are idempotent, so late acks are safe."""
+calls one model method or service and logs. All are idempotent, so late acks are safe."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
+from . import polling
 from .models import DockerHost, Finding, Report, ReportSchedule
 from .reports.generate import generate
 
@@ -36,15 +37,15 @@ def dispatch_polls() -> int:
 
 
 @shared_task(**LATE_ACK, soft_time_limit=settings.POLL_SOFT_TIME_LIMIT, time_limit=settings.POLL_TIME_LIMIT, max_retries=settings.POLL_MAX_RETRIES)
-def poll_host(self, host_id: int) -> None:  # noqa: ANN001 - Celery's bound task
-    host = DockerHost.objects.filter(pk=host_id).first()
+def poll_host(self, host_id: int) -> None:
+    host = DockerHost.objects.select_related("snapshot").filter(pk=host_id).first()
     if host is None:
         return
     token = self.request.id or ""
     try:
-        run = host.poll(token=token)
+        run = polling.poll(host, token=token)
     except SoftTimeLimitExceeded:
-        host.record_timeout(token, settings.POLL_SOFT_TIME_LIMIT)
+        polling.record_timeout(host, token, settings.POLL_SOFT_TIME_LIMIT)
         return
     if run is None:
         log.info("poll of %s skipped: another poll holds the lock", host.name)
@@ -58,7 +59,7 @@ def poll_host(self, host_id: int) -> None:  # noqa: ANN001 - Celery's bound task
 @shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
 def expire_acceptances() -> int:
     """Reopen findings whose risk acceptance has run out."""
-    expired = sum(f.expire_acceptance() for f in Finding.objects.acceptance_expired().select_related("host"))
+    expired = Finding.objects.expire_acceptances()
     if expired:
         log.info("%d risk acceptance(s) expired", expired)
     return expired
@@ -78,11 +79,11 @@ def dispatch_reports() -> int:
 
 
 @shared_task(**LATE_ACK, soft_time_limit=settings.REPORT_SOFT_TIME_LIMIT, time_limit=settings.REPORT_TIME_LIMIT)
-def generate_report(self, report_id: int) -> None:  # noqa: ANN001 - Celery's bound task
+def generate_report(self, report_id: int) -> None:
     report = Report.objects.filter(pk=report_id).select_related("schedule").first()
     if report is None:
         return
     try:
-        generate(report)
+        generate(report, token=self.request.id or "")
     except SoftTimeLimitExceeded:
         report.fail(f"rendering took longer than {settings.REPORT_SOFT_TIME_LIMIT}s")

@@ -35,7 +35,7 @@ from posture.collector.snapshot import Connection, HostSnapshot  # noqa: E402
 from posture.models import DockerHost, PollRun  # noqa: E402
 from posture.reports import context  # noqa: E402
 from posture.reports.pdf import render_pdf  # noqa: E402
-from posture.rules import evaluate  # noqa: E402
+from posture.rules import Evaluation, evaluate  # noqa: E402
 
 from .engines import TestEngine  # noqa: E402
 from .observe import snapshot_of  # noqa: E402
@@ -102,7 +102,7 @@ def bench_reconcile() -> dict[str, Any]:
     for _ in range(3):
         run = PollRun.begin(host, "bench")
         started = time.perf_counter()
-        host.apply_snapshot(snap, specs, run)
+        host.apply_snapshot(snap, Evaluation(specs=specs), run)
         timings.append(time.perf_counter() - started)
     return {
         "containers": len(snap.containers),
@@ -136,7 +136,7 @@ def bench_report(hosts: int = 100) -> dict[str, Any]:
     specs = evaluate(snap, host_name="bench")
     for i in range(hosts):
         host = DockerHost.objects.create(name=f"bench-{i:03d}", url=f"unix:///bench/{i}.sock", labels={"env": "prod" if i % 2 else "stage"})
-        host.apply_snapshot(snap, specs, PollRun.begin(host, "bench"))
+        host.apply_snapshot(snap, Evaluation(specs=specs), PollRun.begin(host, "bench"))
     end = timezone.now()
 
     def render() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from playwright.sync_api import sync_playwright
 
 from posture.models import DockerHost, Finding
+from posture.polling import poll
 
 from .conftest import PASSWORD, need
 
@@ -79,7 +80,7 @@ def fleet(engine):
     engine.container("pg", ports={"5432/tcp": 15932})
     engine.container("edge", network_mode="host")
     host = DockerHost.objects.create(name="web-1", url=engine.url, labels={"env": "prod"})
-    host.poll()
+    poll(host)
     return host
 
 
@@ -107,7 +108,7 @@ def test_each_role_walks_fleet_host_finding(page, fleet, role, request):
 
 def test_poll_now_updates_the_page_in_place(page, analyst, engine, celery_worker):
     host = DockerHost.objects.create(name="web-2", url=engine.url)
-    host.poll()
+    poll(host)
     login(page, analyst)
     page.goto("/hosts/web-2/")
     assert page.locator("#findings").inner_text().count("edge-late") == 0

@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, HostStatus, PollRun, PollStatus
+from posture.polling import poll
 from posture.tasks import poll_host
 
 from .fake_engines import serving
@@ -28,9 +29,9 @@ def kinds(finding: Finding) -> list[str]:
 
 def test_a_container_added_between_polls_opens_a_finding_first_seen_at_that_poll(engine, make_host):
     host = make_host("h1", engine)
-    host.poll()
+    poll(host)
     engine.container("late-db", ports={"5432/tcp": 15532})
-    second = host.poll()
+    second = poll(host)
     finding = Finding.objects.get(host=host, rule_id="port-sensitive-service-exposed")
     assert finding.first_seen == second.started_at and finding.last_seen == second.started_at
     assert kinds(finding) == [EventKind.OPENED]
@@ -41,9 +42,9 @@ def test_a_container_added_between_polls_opens_a_finding_first_seen_at_that_poll
 def test_a_removed_container_resolves_its_findings(engine, make_host):
     host = make_host("h1", engine)
     engine.container("edge", network_mode="host")
-    host.poll()
+    poll(host)
     engine.remove("edge")
-    run = host.poll()
+    run = poll(host)
     finding = Finding.objects.get(host=host, rule_id="host-network")
     assert finding.status == FindingStatus.RESOLVED and finding.resolved_at == run.started_at
     assert kinds(finding) == [EventKind.OPENED, EventKind.RESOLVED]
@@ -53,11 +54,11 @@ def test_a_removed_container_resolves_its_findings(engine, make_host):
 def test_a_recreated_container_keeps_its_history_and_reopens(engine, make_host):
     host = make_host("h1", engine)
     engine.container("edge", network_mode="host")
-    first = host.poll()
+    first = poll(host)
     engine.remove("edge")
-    host.poll()
+    poll(host)
     engine.container("edge", network_mode="host")
-    host.poll()
+    poll(host)
     finding = Finding.objects.get(host=host, rule_id="host-network")
     assert finding.status == FindingStatus.OPEN and finding.first_seen == first.started_at
     assert kinds(finding) == [EventKind.OPENED, EventKind.RESOLVED, EventKind.REOPENED]
@@ -66,10 +67,10 @@ def test_a_recreated_container_keeps_its_history_and_reopens(engine, make_host):
 def test_compose_identity_survives_a_new_container_name(engine, make_host):
     host = make_host("h1", engine)
     engine.container("shop-db-1", ports={"5432/tcp": 15533}, labels=COMPOSE)
-    host.poll()
+    poll(host)
     engine.remove("shop-db-1")
     engine.container("shop_db_1", ports={"5432/tcp": 15533}, labels=COMPOSE)  # compose v1 naming
-    host.poll()
+    poll(host)
     finding = Finding.objects.get(host=host, rule_id="port-sensitive-service-exposed")
     assert finding.subject_key == "shop/db" and finding.subject_name == "shop_db_1"
     assert kinds(finding) == [EventKind.OPENED]
@@ -78,10 +79,10 @@ def test_compose_identity_survives_a_new_container_name(engine, make_host):
 def test_the_same_snapshot_twice_changes_nothing_but_last_seen(engine, make_host):
     host = make_host("h1", engine)
     engine.container("edge", network_mode="host", cap_add=["NET_ADMIN"])
-    host.poll()
+    poll(host)
     events = FindingEvent.objects.count()
     snapshots = host.snapshots.count()
-    again = host.poll()
+    again = poll(host)
     assert FindingEvent.objects.count() == events
     assert host.snapshots.count() == snapshots and again.snapshot_changed is False
     assert set(Finding.objects.filter(host=host).values_list("last_seen", flat=True)) == {again.started_at}
@@ -90,9 +91,9 @@ def test_the_same_snapshot_twice_changes_nothing_but_last_seen(engine, make_host
 def test_a_changed_configuration_is_an_event(engine, make_host):
     host = make_host("h1", engine)
     engine.container("svc", ports={"80/tcp": 18480})
-    host.poll()
+    poll(host)
     engine.container("svc", ports={"80/tcp": 18481})
-    run = host.poll()
+    run = poll(host)
     finding = Finding.objects.get(host=host, rule_id="port-all-interfaces")
     change = finding.events.get(kind=EventKind.CHANGED)
     assert change.poll == run and "evidence" in change.detail
@@ -101,10 +102,10 @@ def test_a_changed_configuration_is_an_event(engine, make_host):
 def test_stopping_a_container_keeps_the_finding_open_but_marks_it_not_running(engine, make_host):
     host = make_host("h1", engine)
     box = engine.container("edge", network_mode="host")
-    host.poll()
+    poll(host)
     score_running = DockerHost.objects.get(pk=host.pk).risk_score
     box.stop(timeout=0)
-    host.poll()
+    poll(host)
     finding = Finding.objects.get(host=host, rule_id="host-network")
     assert finding.status == FindingStatus.OPEN and finding.running is False
     assert DockerHost.objects.get(pk=host.pk).risk_score < score_running
@@ -113,18 +114,18 @@ def test_stopping_a_container_keeps_the_finding_open_but_marks_it_not_running(en
 def test_accepted_findings_leave_the_score_until_the_acceptance_expires(engine, make_host, analyst):
     host = make_host("h1", engine)
     engine.container("pg", ports={"5432/tcp": 15534})
-    host.poll()
+    poll(host)
     before = DockerHost.objects.get(pk=host.pk).risk_score
     finding = Finding.objects.get(host=host, rule_id="port-sensitive-service-exposed")
     until = timezone.now() + timedelta(days=7)
     finding.accept(by=analyst, until=until, justification="Behind the VPN firewall; ticket SEC-42")
     accepted = DockerHost.objects.get(pk=host.pk).risk_score
     assert accepted < before
-    host.poll()  # a poll keeps the acceptance
+    poll(host)  # a poll keeps the acceptance
     assert Finding.objects.get(pk=finding.pk).status == FindingStatus.ACCEPTED
     assert DockerHost.objects.get(pk=host.pk).risk_score == accepted
 
-    assert finding.expire_acceptance(now=until + timedelta(seconds=1))
+    assert Finding.objects.expire_acceptances(now=until + timedelta(seconds=1)) == 1
     finding.refresh_from_db()
     assert finding.status == FindingStatus.OPEN
     assert DockerHost.objects.get(pk=host.pk).risk_score == before
@@ -135,7 +136,7 @@ def test_accepted_findings_leave_the_score_until_the_acceptance_expires(engine, 
 def test_events_are_append_only(engine, make_host):
     host = make_host("h1", engine)
     engine.container("edge", network_mode="host")
-    host.poll()
+    poll(host)
     event = FindingEvent.objects.first()
     event.kind = EventKind.RESOLVED
     with pytest.raises(ValueError, match="append-only"):
@@ -156,7 +157,7 @@ def test_the_poll_lease_admits_one_task_and_its_redelivery(make_host, engine):
     assert host.acquire_lease("task-a")
     assert not host.acquire_lease("task-b")
     assert host.acquire_lease("task-a")  # the same task, re-delivered after its worker died
-    assert host.poll(token="task-b") is None
+    assert poll(host, token="task-b") is None
     host.release_lease("task-a")
     assert host.acquire_lease("task-b")
 
@@ -170,14 +171,14 @@ def test_an_expired_lease_is_taken_over(make_host, engine):
 def test_a_poll_cut_short_is_marked_lost_by_the_next(make_host, engine):
     host = make_host("h1", engine)
     orphan = PollRun.begin(host, "dead-task")
-    host.poll()
+    poll(host)
     orphan.refresh_from_db()
     assert orphan.status == PollStatus.LOST and "stopped before it finished" in orphan.error
 
 
 def test_an_unreachable_host_is_marked_with_its_error(make_host, tmp_path):
     host = make_host("gone", url=f"unix://{tmp_path}/gone.sock")
-    run = host.poll()
+    run = poll(host)
     host.refresh_from_db()
     assert run.status == PollStatus.FAILED and run.retryable
     assert host.last_status == HostStatus.UNREACHABLE and "no such file or directory" in host.last_error
@@ -185,7 +186,7 @@ def test_an_unreachable_host_is_marked_with_its_error(make_host, tmp_path):
 
 def test_a_host_without_a_good_poll_for_three_intervals_is_stale(engine, make_host):
     host = make_host("h1", engine, poll_interval=60)
-    host.poll()
+    poll(host)
     host.refresh_from_db()
     assert host.display_status == "ok"
     DockerHost.objects.filter(pk=host.pk).update(last_success_at=timezone.now() - timedelta(seconds=181))
@@ -197,7 +198,7 @@ def test_a_poll_records_its_cost_and_a_risk_sample(engine, make_host):
     host = make_host("h1", engine)
     engine.container("one")
     engine.container("two", start=False)
-    run = host.poll()
+    run = poll(host)
     assert run.status == PollStatus.OK and run.containers == 2 and run.api_calls >= 6
     assert run.duration is not None
     sample = host.risk_samples.get()
@@ -221,3 +222,22 @@ def test_a_transient_failure_is_retried_and_a_permanent_one_is_not(make_host, tm
 def test_a_poll_task_for_a_removed_host_does_nothing(db):
     poll_host.apply(args=(987654,))
     assert not PollRun.objects.exists()
+
+
+def test_expiry_rescores_each_host_once_however_many_findings_expire(db, analyst, django_assert_max_num_queries):
+    host = DockerHost.objects.create(name="h1", url="unix:///nowhere.sock")
+    now = timezone.now()
+    until = now + timedelta(days=1)
+    for n in range(4):
+        finding = Finding.objects.create(
+            host=host, fingerprint=f"f{n}", rule_id="privileged", severity="critical", subject_type="container", subject_key=f"c{n}",
+            subject_name=f"c{n}", title="t", first_seen=now, last_seen=now,
+        )  # fmt: skip
+        finding.accept(by=analyst, until=until, justification="Reviewed: lab host")
+    samples = host.risk_samples.count()
+    with django_assert_max_num_queries(10):
+        assert Finding.objects.expire_acceptances(now=until + timedelta(seconds=1)) == 4
+    assert host.risk_samples.count() == samples + 1  # one new trend point, not four
+    assert Finding.objects.filter(host=host, status=FindingStatus.OPEN).count() == 4
+    assert FindingEvent.objects.filter(kind=EventKind.ACCEPTANCE_EXPIRED).count() == 4
+    assert Finding.objects.expire_acceptances(now=until + timedelta(seconds=2)) == 0

@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from posture.models import AuditEntry, DockerHost, Finding, Report, ReportSchedule
+from posture.polling import poll
 
 from .conftest import PASSWORD
 from .pki import CA
@@ -31,7 +32,7 @@ def polled(engine, make_host):
     engine.container("pg", ports={"5432/tcp": 15832}, labels={"owner": "<script>alert('x')</script>"})
     engine.container("edge", network_mode="host")
     host = make_host("web-1", engine, labels={"env": "prod"})
-    host.poll()
+    poll(host)
     return host
 
 
@@ -183,10 +184,10 @@ def test_fleet_query_count_does_not_grow_with_hosts(client, viewer, engine, make
             assert client.get("/").status_code == 200
         return len(ctx.captured_queries)
 
-    make_host("h0", engine).poll()
+    poll(make_host("h0", engine))
     few = count()
     for i in range(1, 6):
-        make_host(f"h{i}", engine).poll()
+        poll(make_host(f"h{i}", engine))
     assert count() == few
 
 
@@ -194,7 +195,7 @@ def test_host_page_query_count_does_not_grow_with_containers(client, viewer, eng
     client.force_login(viewer)
     host = make_host("h", engine)
     engine.container("c0", ports={"80/tcp": 18900})
-    host.poll()
+    poll(host)
 
     def count() -> int:
         with CaptureQueriesContext(connection) as ctx:
@@ -204,7 +205,7 @@ def test_host_page_query_count_does_not_grow_with_containers(client, viewer, eng
     few = count()
     for i in range(1, 6):
         engine.container(f"c{i}", ports={"80/tcp": 18900 + i}, cap_add=["NET_RAW"])
-    host.poll()
+    poll(host)
     assert count() == few
 
 
@@ -266,7 +267,7 @@ def test_unknown_pages_use_the_error_template(client, viewer):
 
 @pytest.mark.django_db(transaction=True)
 def test_an_analyst_generates_a_report_a_viewer_downloads_it(client, analyst, viewer, engine, celery_worker):
-    DockerHost.objects.create(name="web-9", url=engine.url).poll()
+    poll(DockerHost.objects.create(name="web-9", url=engine.url))
     client.force_login(viewer)
     assert client.post("/reports/generate/", {"days": "7"}).status_code == 403
     assert "Generate report" not in client.get("/reports/").content.decode()
@@ -320,12 +321,12 @@ def test_rules_and_reports_pages_query_counts_do_not_grow(client, viewer, engine
             assert client.get(url).status_code == 200
         return len(ctx.captured_queries)
 
-    make_host("h0", engine).poll()
+    poll(make_host("h0", engine))
     Report.objects.create(title="r0", period_start=timezone.now() - timedelta(days=7), period_end=timezone.now())
     few = {url: count(url) for url in ("/rules/", "/reports/")}
     engine.container("pg", ports={"5432/tcp": 16101})
     for i in range(1, 5):
-        make_host(f"h{i}", engine).poll()
+        poll(make_host(f"h{i}", engine))
         Report.objects.create(title=f"r{i}", period_start=timezone.now() - timedelta(days=7), period_end=timezone.now(), created_by=viewer)
     assert {url: count(url) for url in few} == few
 
@@ -344,9 +345,9 @@ def test_a_finished_poll_refreshes_every_section_in_one_answer(client, analyst, 
 
 def test_fleet_filters_stale_hosts_apart_from_healthy_ones(client, viewer, engine, make_host):
     fresh = make_host("fresh", engine, poll_interval=60)
-    fresh.poll()
+    poll(fresh)
     stale = make_host("stale", engine, poll_interval=60)
-    stale.poll()
+    poll(stale)
     DockerHost.objects.filter(pk=stale.pk).update(last_success_at=timezone.now() - timedelta(seconds=181))
     client.force_login(viewer)
     only_stale = htmx(client, "get", "/", {"status": "stale"}).content.decode()

@@ -16,7 +16,8 @@ from django.utils import timezone
 from pypdf import PdfReader
 from weasyprint import HTML
 
-from posture.models import DockerHost, Finding, Frequency, Report, ReportSchedule, ReportStatus
+from posture.models import DockerHost, EventKind, Finding, FindingEvent, Frequency, Report, ReportSchedule, ReportStatus
+from posture.polling import poll
 from posture.reports import context
 from posture.reports.generate import generate
 from posture.reports.pdf import StaticOnlyFetcher, render_pdf, static_roots
@@ -39,8 +40,8 @@ def two_polled_hosts(engine, second_engine, db, analyst):
     second_engine.container("cache", ports={"6379/tcp": 16079})
     one = DockerHost.objects.create(name="prod-db-1", url=engine.url, labels={"env": "prod"})
     two = DockerHost.objects.create(name="stage-cache-1", url=second_engine.url, labels={"env": "stage"})
-    one.poll()
-    two.poll()
+    poll(one)
+    poll(two)
     accepted = Finding.objects.get(host=two, rule_id="port-sensitive-service-exposed")
     accepted.accept(by=analyst, until=timezone.now() + timedelta(days=10), justification="Stage cache behind the VPN, ticket SEC-9")
     return one, two
@@ -84,12 +85,12 @@ def test_a_report_scoped_by_label_leaves_other_hosts_out(two_polled_hosts, tmp_p
 def test_report_context_queries_do_not_grow_with_hosts(engine, make_host, django_assert_max_num_queries):
     engine.container("pg", ports={"5432/tcp": 16033})
     for i in range(3):
-        make_host(f"h{i}", engine).poll()
+        poll(make_host(f"h{i}", engine))
     end = timezone.now()
     with django_assert_max_num_queries(12) as few:
         context.build(labels={}, start=end - timedelta(days=7), end=end, title="t")
     for i in range(3, 9):
-        make_host(f"h{i}", engine).poll()
+        poll(make_host(f"h{i}", engine))
     with django_assert_max_num_queries(len(few.captured_queries)):
         context.build(labels={}, start=end - timedelta(days=7), end=end, title="t")
 
@@ -97,7 +98,7 @@ def test_report_context_queries_do_not_grow_with_hosts(engine, make_host, django
 @pytest.mark.django_db
 def test_engine_values_stay_text_in_the_pdf(engine, make_host):
     host = make_host("h", engine)
-    host.poll()
+    poll(host)
     Finding.objects.create(
         host=host, fingerprint="x", rule_id="privileged", severity="critical", subject_type="container", subject_key="evil", subject_name="<img src='file:///etc/passwd'>", title="Container runs privileged",
         remediation="<script>alert(1)</script>", first_seen=timezone.now(), last_seen=timezone.now(),
@@ -151,7 +152,7 @@ def test_a_due_schedule_makes_one_report_and_mails_it(two_polled_hosts):
     now = timezone.now()
     report = schedule.claim_due(now)
     assert report is not None and schedule.claim_due(now) is None  # a second dispatcher gets nothing
-    generate(report)
+    generate(report, token="task-1")
     report.refresh_from_db()
     assert report.status == ReportStatus.READY and report.pages > 3 and report.size > 10_000 and report.hosts == 2
     (message,) = mail.outbox
@@ -165,7 +166,7 @@ def test_a_schedule_fires_once_per_period_under_two_workers(engine, redis_url, t
     if connection.vendor != "postgresql":
         need("worker processes share the test database only on PostgreSQL")
     redis.Redis.from_url(redis_url).flushdb()
-    DockerHost.objects.create(name="h", url=engine.url).poll()
+    poll(DockerHost.objects.create(name="h", url=engine.url))
     schedule = ReportSchedule.objects.create(name="daily", frequency=Frequency.DAILY, recipients="sec@example.test")
     ReportSchedule.objects.filter(pk=schedule.pk).update(next_run_at=timezone.now() - timedelta(seconds=5))
     env = process_env(
@@ -190,3 +191,50 @@ def test_a_schedule_fires_once_per_period_under_two_workers(engine, redis_url, t
     assert Report.objects.count() == 1
     mails = list(Path(tmp_path / "mail").glob("*.log"))
     assert len(mails) == 1 and "application/pdf" in mails[0].read_text()
+
+
+def _finding(host: DockerHost, n: int, severity: str, **fields: object) -> Finding:
+    now = timezone.now()
+    return Finding.objects.create(
+        host=host, fingerprint=f"r|container|c{n}|", rule_id="privileged", severity=severity, subject_type="container", subject_key=f"c{n}",
+        subject_name=f"c{n}", title="t", first_seen=now, last_seen=now, **fields,
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_the_change_list_keeps_the_worst_changes_when_it_is_cut(monkeypatch):
+    host = DockerHost.objects.create(name="h", url="unix:///nowhere.sock")
+    now = timezone.now()
+    # Alphabetically medium < low < info < high < critical: ordering by the text cut the critical ones first.
+    for n, severity in enumerate(["medium", "low", "info", "critical", "high", "medium"]):
+        FindingEvent.objects.create(finding=_finding(host, n, severity), at=now, kind=EventKind.OPENED)
+    monkeypatch.setattr(context, "MAX_CHANGES_LISTED", 2)
+    ctx = context.build(labels={}, start=now - timedelta(hours=1), end=now + timedelta(hours=1), title="t")
+    assert [e.finding.severity for e in ctx["changes"]] == ["critical", "high"] and ctx["changes_truncated"]
+
+
+@pytest.mark.django_db
+def test_a_report_is_rendered_by_one_task_at_a_time():
+    report = Report.objects.create(title="r", period_start=timezone.now() - timedelta(days=1), period_end=timezone.now())
+    assert report.claim("task-a")
+    assert not report.claim("task-b")  # a second task while the first renders
+    assert report.claim("task-a")  # the same task, re-delivered after its worker died
+    assert report.claim("task-c", now=timezone.now() + timedelta(hours=1))  # a lease that ran out
+
+
+@pytest.mark.django_db
+def test_report_queries_do_not_grow_with_accepted_risks(django_assert_max_num_queries, analyst, viewer):
+    host = DockerHost.objects.create(name="h", url="unix:///nowhere.sock")
+    until = timezone.now() + timedelta(days=3)
+    end = timezone.now() + timedelta(minutes=1)
+
+    def render() -> None:
+        render_pdf(context.build(labels={}, start=end - timedelta(days=7), end=end, title="t"))
+
+    _finding(host, 0, "high").accept(by=analyst, until=until, justification="Reviewed: internal only")
+    with django_assert_max_num_queries(20) as few:
+        render()
+    for n, who in enumerate([viewer, analyst, viewer, analyst], start=1):
+        _finding(host, n, "critical").accept(by=who, until=until, justification="Reviewed: internal only")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        render()

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import override_settings
 
 from posture.models import DockerHost, HostStatus, PollStatus
+from posture.polling import credentials, poll
 
 from .pki import CA
 
@@ -29,7 +30,7 @@ def tls_host(engine, client=None, ca=None, name="tls-1") -> DockerHost:
 def test_a_tls_engine_with_a_client_certificate_is_polled(tls_engine):
     tls_engine.container("edge", network_mode="host")
     host = tls_host(tls_engine, tls_engine.ca.issue("posture-client", server=False))
-    run = host.poll()
+    run = poll(host)
     assert run.status == PollStatus.OK, run.error
     rules = set(host.findings.values_list("rule_id", flat=True))
     assert "host-network" in rules
@@ -38,7 +39,7 @@ def test_a_tls_engine_with_a_client_certificate_is_polled(tls_engine):
 
 def test_without_a_client_certificate_the_engine_refuses(tls_engine):
     host = tls_host(tls_engine)
-    run = host.poll()
+    run = poll(host)
     host.refresh_from_db()
     assert run.status == PollStatus.FAILED and not run.retryable
     assert host.last_status == HostStatus.UNREACHABLE
@@ -47,14 +48,14 @@ def test_without_a_client_certificate_the_engine_refuses(tls_engine):
 
 def test_an_expired_client_certificate_is_named(tls_engine):
     expired = tls_engine.ca.issue("old-client", server=False, days=-1, not_before_days=-30)
-    run = tls_host(tls_engine, expired).poll()
+    run = poll(tls_host(tls_engine, expired))
     assert run.status == PollStatus.FAILED
     assert "client certificate expired on" in run.error and "upload a renewed one" in run.error
 
 
 def test_the_server_is_verified_against_the_hosts_own_ca(tls_engine, tmp_path):
     other = CA(tmp_path / "other", name="Some Other CA")
-    run = tls_host(tls_engine, other.issue("client", server=False), ca=other.path).poll()
+    run = poll(tls_host(tls_engine, other.issue("client", server=False), ca=other.path))
     assert run.status == PollStatus.FAILED
     assert "certificate verify failed" in run.error
 
@@ -72,7 +73,8 @@ def test_credentials_are_ciphertext_in_the_database(tls_engine):
 
 def test_credentials_are_decrypted_into_private_files_for_the_poll_only(tls_engine):
     host = tls_host(tls_engine, tls_engine.ca.issue("posture-client", server=False))
-    with host.engine_target() as target:
+    with credentials(host) as creds:
+        target = creds.target
         workdir = target.tls_key.parent
         assert stat.S_IMODE(workdir.stat().st_mode) == 0o700
         assert stat.S_IMODE(target.tls_key.stat().st_mode) == 0o600
@@ -88,4 +90,4 @@ def test_keys_rotate_to_a_new_key(tls_engine, settings):
         call_command("hosts", "rotate-keys", stdout=io.StringIO())
     with override_settings(POSTURE_CREDENTIALS_KEYS=[new]):
         assert "PRIVATE KEY" in DockerHost.objects.get(pk=host.pk).tls_key
-        assert host.poll().status == PollStatus.OK
+        assert poll(host).status == PollStatus.OK

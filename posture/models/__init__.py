@@ -1,11 +1,12 @@
-from .audit import AuditEntry
-from .choices import EventKind, FindingStatus, HostStatus, PollStatus, Severity, SubjectType
+from .audit import AuditAction, AuditEntry
+from .choices import EventKind, FindingStatus, HostStatus, PollStatus, Severity, SubjectType, severity_rank
 from .findings import Finding, FindingEvent, RiskAcceptance, RiskSample
 from .hosts import DockerHost, PollRun, Snapshot, validate_engine
 from .inventory import ContainerRecord, NetworkRecord, PublishedPort
 from .reports import Frequency, Report, ReportSchedule, ReportStatus
 
 __all__ = [
+    "AuditAction",
     "AuditEntry",
     "ContainerRecord",
     "DockerHost",
@@ -27,5 +28,6 @@ __all__ = [
     "Severity",
     "Snapshot",
     "SubjectType",
+    "severity_rank",
     "validate_engine",
 ]

@@ -1,22 +1,32 @@
-"""Every status and severity as TextChoices; severities mirror the rule core's enum."""
+"""Every stored status as TextChoices. Severity and subject type are the rule core's enums
+(``posture.rules``), used here as they are: one vocabulary from the rules to the pages."""
 
 from __future__ import annotations
 
 from django.db import models
 
-from posture.rules import Severity as RuleSeverity
-from posture.rules import SubjectType as RuleSubjectType
+from posture.rules import Severity, SubjectType
 
-Severity = models.TextChoices("Severity", [(s.name, (s.value, s.label)) for s in RuleSeverity])
-SubjectType = models.TextChoices("SubjectType", [(s.name, (s.value, s.value.capitalize())) for s in RuleSubjectType])
-SEVERITY_RANK = {s.value: s.rank for s in RuleSeverity}
+__all__ = ["EventKind", "FindingStatus", "HostStatus", "PollStatus", "Severity", "SubjectType", "severity_rank"]
+
+
+def severity_rank(field: str = "severity") -> models.Case:
+    """``Severity.rank`` of ``field`` in SQL, for ordering worst first (``-rank``) or comparing."""
+    return models.Case(*(models.When(**{field: s.value}, then=s.rank) for s in Severity), default=-1, output_field=models.IntegerField())
 
 
 class HostStatus(models.TextChoices):
+    """What a host's last poll concluded; STALE is derived (no good poll for a while), never stored."""
+
     NEW = "new", "Not polled yet"
     OK = "ok", "OK"
+    STALE = "stale", "Stale"
     UNREACHABLE = "unreachable", "Unreachable"
     ERROR = "error", "Error"
+
+    @property
+    def icon(self) -> str:
+        return {"new": "…", "ok": "✓", "stale": "⚠", "unreachable": "✕", "error": "✕"}[self.value]
 
 
 class PollStatus(models.TextChoices):
@@ -39,4 +49,3 @@ class EventKind(models.TextChoices):
     REOPENED = "reopened", "Reopened"
     ACCEPTED = "accepted", "Risk accepted"
     ACCEPTANCE_EXPIRED = "acceptance_expired", "Acceptance expired"
-    ACCEPTANCE_REVOKED = "acceptance_revoked", "Acceptance revoked"

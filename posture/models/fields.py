@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from django.db import models
@@ -18,3 +19,23 @@ class EncryptedTextField(models.TextField):
 
     def get_prep_value(self, value: Any) -> str:
         return crypto.encrypt(value) if value else ""
+
+
+TRUNCATION_MARK = "…[truncated]"
+
+
+def clip(model: type[models.Model], field: str, value: str) -> str:
+    """``value`` cut to the column's length with a visible mark: text read from an engine
+    may be any length, and a poll must not fail (DataError) over a long name."""
+    limit = model._meta.get_field(field).max_length
+    if limit is None or len(value) <= limit:
+        return value
+    return value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+
+
+def fit_fingerprint(fingerprint: str, limit: int) -> str:
+    """An identity that fits its column and stays unique: a long tail becomes its hash."""
+    if len(fingerprint) <= limit:
+        return fingerprint
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()
+    return f"{fingerprint[: limit - len(digest) - 1]}#{digest}"

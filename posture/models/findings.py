@@ -14,11 +14,12 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from posture import risk
-from posture.querysets import FindingQuerySet
-from posture.rules import BY_ID, FindingSpec, Rule
+from posture.rules import BY_ID, Evaluation, Rule
 
-from .audit import AuditEntry
-from .choices import SEVERITY_RANK, EventKind, FindingStatus, Severity, SubjectType
+from .audit import AuditAction, AuditEntry
+from .choices import EventKind, FindingStatus, Severity, SubjectType
+from .fields import clip, fit_fingerprint
+from .querysets import FindingQuerySet
 
 if TYPE_CHECKING:
     from .hosts import DockerHost, PollRun
@@ -51,37 +52,41 @@ def _plain(value: Any) -> Any:
 
 
 class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
-    def reconcile(self, host: DockerHost, specs: list[FindingSpec], poll: PollRun, now: datetime) -> Counter[str]:
+    def reconcile(self, host: DockerHost, evaluation: Evaluation, poll: PollRun, now: datetime) -> Counter[str]:
         """Bring the host's findings in line with one poll's conclusions.
 
         New ones open, seen ones refresh ``last_seen``, gone ones resolve, returning ones
         reopen; each transition is an event of this poll. The same specs twice change
-        nothing but ``last_seen``.
+        nothing but ``last_seen``. Findings of rules that failed on this poll are left
+        exactly as they were: a rule that could not conclude has not seen them go.
         """
-        existing = {f.fingerprint: f for f in self.filter(host=host)}
+        failed = set(evaluation.errors)
+        existing = {f.fingerprint: f for f in self.filter(host=host) if f.rule_id not in failed}
         counts: Counter[str] = Counter()
         events: list[FindingEvent] = []
         created: list[Finding] = []
         updated: list[Finding] = []
         seen: list[int] = []
-        for spec in specs:
+        for spec in evaluation.specs:
+            # Engine text can be longer than any column: cut it, visibly, rather than fail the poll.
             data = {
                 "rule_id": spec.rule_id,
                 "cis": spec.cis or "",
                 "severity": spec.severity.value,
                 "subject_type": spec.subject_type.value,
-                "subject_key": spec.subject_key,
-                "subject_name": spec.subject_name,
-                "item_key": spec.key,
-                "title": spec.title,
+                "subject_key": clip(Finding, "subject_key", spec.subject_key),
+                "subject_name": clip(Finding, "subject_name", spec.subject_name),
+                "item_key": clip(Finding, "item_key", spec.key),
+                "title": clip(Finding, "title", spec.title),
                 "evidence": _plain(spec.evidence),
                 "remediation": spec.remediation,
                 "running": spec.running,
                 "exposed": spec.exposed,
             }
-            finding = existing.pop(spec.fingerprint, None)
+            fingerprint = fit_fingerprint(spec.fingerprint, Finding._meta.get_field("fingerprint").max_length)
+            finding = existing.pop(fingerprint, None)
             if finding is None:
-                created.append(Finding(host=host, fingerprint=spec.fingerprint, status=FindingStatus.OPEN, first_seen=now, last_seen=now, **data))
+                created.append(Finding(host=host, fingerprint=fingerprint, status=FindingStatus.OPEN, first_seen=now, last_seen=now, **data))
                 counts["opened"] += 1
                 continue
             if finding.status != FindingStatus.RESOLVED and all(getattr(finding, k) == v for k, v in data.items()):
@@ -114,6 +119,25 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
         FindingEvent.objects.bulk_create(events, batch_size=500)
         return counts
 
+    def expire_acceptances(self, now: datetime | None = None) -> int:
+        """Reopen every finding whose acceptance has run out: one UPDATE, one event each,
+        and one new risk score per host however many of its findings expired."""
+        now = now or timezone.now()
+        with transaction.atomic():
+            # Locked, so two expiry runs at once reopen each finding once.
+            expired = list(self.acceptance_expired(now).select_for_update().only("pk", "host_id", "accepted_until"))
+            if not expired:
+                return 0
+            self.filter(pk__in=[f.pk for f in expired]).update(status=FindingStatus.OPEN)
+            FindingEvent.objects.bulk_create(
+                FindingEvent(finding=f, at=now, kind=EventKind.ACCEPTANCE_EXPIRED, detail={"until": f.accepted_until.isoformat() if f.accepted_until else None})
+                for f in expired
+            )
+            hosts = self.model._meta.get_field("host").related_model.objects
+            for host in hosts.filter(pk__in={f.host_id for f in expired}):
+                host.refresh_risk()
+        return len(expired)
+
 
 class Finding(models.Model):
     host = models.ForeignKey("DockerHost", on_delete=models.CASCADE, related_name="findings")
@@ -121,8 +145,8 @@ class Finding(models.Model):
     fingerprint = models.CharField(max_length=500)
     rule_id = models.CharField(max_length=64)
     cis = models.CharField(max_length=16, blank=True)
-    severity = models.CharField(max_length=10, choices=Severity)
-    subject_type = models.CharField(max_length=10, choices=SubjectType)
+    severity = models.CharField(max_length=10, choices=Severity.choices())
+    subject_type = models.CharField(max_length=10, choices=SubjectType.choices())
     subject_key = models.CharField(max_length=300)
     subject_name = models.CharField(max_length=300)
     item_key = models.CharField(max_length=300, blank=True)
@@ -157,8 +181,12 @@ class Finding(models.Model):
         return BY_ID.get(self.rule_id)
 
     @property
-    def severity_rank(self) -> int:
-        return SEVERITY_RANK[self.severity]
+    def is_open(self) -> bool:
+        return self.status == FindingStatus.OPEN
+
+    @property
+    def is_accepted(self) -> bool:
+        return self.status == FindingStatus.ACCEPTED
 
     def as_risk_item(self) -> risk.RiskItem:
         return risk.RiskItem(rule_id=self.rule_id, severity=self.severity, running=self.running, exposed=self.exposed)
@@ -172,22 +200,9 @@ class Finding(models.Model):
             FindingEvent.objects.create(
                 finding=self, at=timezone.now(), kind=EventKind.ACCEPTED, actor=by, detail={"until": until.isoformat(), "justification": justification}
             )
-            AuditEntry.log(by, "finding.accept", self, justification=justification, until=until.isoformat())
+            AuditEntry.log(by, AuditAction.FINDING_ACCEPT, self, justification=justification, until=until.isoformat())
             self.host.refresh_risk()
         return acceptance
-
-    def expire_acceptance(self, now: datetime | None = None) -> bool:
-        """Reopen a finding whose acceptance has run out; False if someone else did."""
-        now = now or timezone.now()
-        with transaction.atomic():
-            rows = Finding.objects.filter(pk=self.pk, status=FindingStatus.ACCEPTED, accepted_until__lte=now).update(status=FindingStatus.OPEN)
-            if rows:
-                self.status = FindingStatus.OPEN
-                FindingEvent.objects.create(
-                    finding=self, at=now, kind=EventKind.ACCEPTANCE_EXPIRED, detail={"until": self.accepted_until.isoformat() if self.accepted_until else None}
-                )
-                self.host.refresh_risk()
-        return bool(rows)
 
 
 class FindingEvent(models.Model):
@@ -211,6 +226,10 @@ class FindingEvent(models.Model):
         if self.pk is not None:
             raise ValueError("finding events are append-only")
         super().save(*args, **kwargs)
+
+    @property
+    def is_change(self) -> bool:
+        return self.kind == EventKind.CHANGED
 
 
 class RiskAcceptance(models.Model):

@@ -1,16 +1,13 @@
-"""Registered engines, their polls and the snapshots those polls took."""
+"""Registered engines, their polls and the snapshots those polls took.
+
+State and decisions only: talking to an engine is ``posture/polling.py``.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
-import tempfile
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,16 +16,15 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from posture.collector import EngineTarget, HostSnapshot, InvalidEngineURL, MalformedAnswer, parse_engine_url
-from posture.collector.engine import EngineError, collect
-from posture.crypto import CredentialKeyError
-from posture.querysets import STALE_AFTER_INTERVALS, HostQuerySet
-from posture.rules import FindingSpec, evaluate
+from posture.collector import HostSnapshot, InvalidEngineURL, parse_engine_url
+from posture.rules import Evaluation
 
+from .audit import AuditAction, AuditEntry
 from .choices import HostStatus, PollStatus
 from .fields import EncryptedTextField
 from .findings import Finding, RiskSample
 from .inventory import ContainerRecord
+from .querysets import HostQuerySet
 
 log = logging.getLogger(__name__)
 name_validator = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", "Use letters, digits, dots, dashes and underscores, starting with a letter or digit.")
@@ -56,6 +52,9 @@ def validate_engine(url: str, *, insecure: bool, tls: bool, client_cert: bool, s
 
 
 class DockerHost(models.Model):
+    # A host with no good poll for this many intervals is shown as stale.
+    STALE_AFTER_INTERVALS = 3
+
     name = models.CharField(max_length=100, unique=True, validators=[name_validator])
     url = models.CharField("engine URL", max_length=300, help_text="unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host")
     insecure = models.BooleanField(default=False, help_text="Allow plain tcp:// without TLS (reported as critical).")
@@ -107,35 +106,41 @@ class DockerHost(models.Model):
         return self.url.split("://", 1)[0]
 
     @property
-    def has_credentials(self) -> bool:
-        return bool(self.tls_ca or self.tls_cert or self.ssh_key)
-
-    @property
     def is_stale(self) -> bool:
-        """No good poll for three intervals (or never, three intervals after registration)."""
+        """No good poll for ``STALE_AFTER_INTERVALS`` intervals (or never, that long after registration)."""
         since = self.last_success_at or self.created_at
-        return since is not None and timezone.now() - since > timedelta(seconds=STALE_AFTER_INTERVALS * self.poll_interval)
+        return since is not None and timezone.now() - since > timedelta(seconds=self.STALE_AFTER_INTERVALS * self.poll_interval)
 
     @property
-    def display_status(self) -> str:
-        if self.last_status in (HostStatus.OK, HostStatus.NEW) and self.is_stale:
-            return "stale"
-        return self.last_status
+    def display_status(self) -> HostStatus:
+        """What the pages, filters and commands show: the stored status, or STALE."""
+        status = HostStatus(self.last_status)
+        if status in (HostStatus.OK, HostStatus.NEW) and self.is_stale:
+            return HostStatus.STALE
+        return status
 
-    def as_listing(self) -> dict[str, object]:
-        """``hosts list --format json``; expects ``with_poll_counts()``."""
-        return {
-            "name": self.name,
-            "url": self.url,
-            "enabled": self.enabled,
-            "interval": self.poll_interval,
-            "labels": self.labels,
-            "last_poll_at": self.last_poll_at.isoformat() if self.last_poll_at else None,
-            "last_status": self.display_status,
-            "last_error": self.last_error,
-            "polls": getattr(self, "completed_polls", None),
-            "risk_score": self.risk_score,
-        }
+    # --- registration -------------------------------------------------------------
+
+    def register(self, *, actor: Any, changed: list[str] | None = None) -> None:
+        """Validate and save a new or edited host with its audit entry, in one transaction.
+
+        The one way hosts are added or changed: the host form, ``hosts add`` and
+        ``bootstrap`` all come here.
+        """
+        adding = self._state.adding
+        self.full_clean()
+        with transaction.atomic():
+            self.save()
+            if adding:
+                AuditEntry.log(actor, AuditAction.HOST_ADD, self, url=self.url)
+            else:
+                AuditEntry.log(actor, AuditAction.HOST_EDIT, self, url=self.url, fields=sorted(changed or []))
+
+    def remove(self, *, actor: Any) -> None:
+        """Delete the host and its history, audited in the same transaction."""
+        with transaction.atomic():
+            AuditEntry.log(actor, AuditAction.HOST_REMOVE, self, url=self.url)
+            self.delete()
 
     # --- scheduling -------------------------------------------------------------
 
@@ -157,85 +162,17 @@ class DockerHost(models.Model):
     def release_lease(self, token: str) -> None:
         DockerHost.objects.filter(pk=self.pk, lease_token=token).update(lease_token="", lease_until=None)
 
-    # --- polling ------------------------------------------------------------------
+    # --- poll outcomes --------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def engine_target(self) -> Iterator[EngineTarget]:
-        """Decrypt credentials into files only this process's user can read, for one poll."""
-        workdir = Path(tempfile.mkdtemp(prefix="posture-creds-"))
-        try:
-            os.chmod(workdir, 0o700)
-            ssh = self.scheme == "ssh"
-            files: dict[str, Path | None] = {}
-            for field in ("tls_ca", "tls_cert", "tls_key", "ssh_key", "ssh_known_hosts"):
-                value = getattr(self, field)
-                # ssh needs a known_hosts file even when empty: the first poll pins the key.
-                if not value and not (ssh and field == "ssh_known_hosts"):
-                    files[field] = None
-                    continue
-                path = workdir / field
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(value if value.endswith("\n") or not value else value + "\n")
-                files[field] = path
-            yield EngineTarget(
-                url=parse_engine_url(self.url),
-                insecure=self.insecure,
-                timeout=settings.ENGINE_TIMEOUT,
-                tls_ca=files["tls_ca"],
-                tls_cert=files["tls_cert"],
-                tls_key=files["tls_key"],
-                ssh_key=files["ssh_key"],
-                ssh_known_hosts=files["ssh_known_hosts"],
-            )
-            pinned = (workdir / "ssh_known_hosts").read_text() if ssh else ""
-            if ssh and pinned.strip() != self.ssh_known_hosts.strip():
-                DockerHost.objects.filter(pk=self.pk).update(ssh_known_hosts=pinned)
-                self.ssh_known_hosts = pinned
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-    def poll(self, token: str | None = None) -> PollRun | None:
-        """Poll the engine now. None when another poll of this host holds the lock.
-
-        Failures are recorded on the run and the host, never raised; ``run.retryable``
-        tells the caller whether trying again later could help.
-        """
-        token = token or uuid.uuid4().hex
-        if not self.acquire_lease(token):
-            return None
-        try:
-            run = PollRun.begin(self, token)
-            previous = self.snapshot.snapshot() if self.snapshot else None
-            try:
-                with self.engine_target() as target:
-                    snap = collect(target, previous)
-            except (EngineError, MalformedAnswer, CredentialKeyError, InvalidEngineURL) as exc:
-                self.record_failure(run, exc)
-                return run
-            self.apply_snapshot(snap, evaluate(snap, host_name=self.name), run)
-            return run
-        finally:
-            self.release_lease(token)
-
-    def record_failure(self, run: PollRun, exc: Exception) -> None:
-        unreachable = isinstance(exc, EngineError)
-        status = HostStatus.UNREACHABLE if unreachable else HostStatus.ERROR
+    def record_failure(self, run: PollRun, error: str, *, status: HostStatus) -> None:
+        """A poll that produced no snapshot: the run and the host say why."""
         now = timezone.now()
-        run.retryable = bool(getattr(exc, "transient", False))
-        run.finish(PollStatus.FAILED, error=str(exc), at=now)
-        DockerHost.objects.filter(pk=self.pk).update(last_poll_at=now, last_status=status, last_error=str(exc))
-        self.last_poll_at, self.last_status, self.last_error = now, status, str(exc)
-        log.warning("poll of %s failed: %s", self.name, exc)
+        run.finish(PollStatus.FAILED, error=error, at=now)
+        DockerHost.objects.filter(pk=self.pk).update(last_poll_at=now, last_status=status, last_error=error)
+        self.last_poll_at, self.last_status, self.last_error = now, status, error
+        log.warning("poll of %s failed: %s", self.name, error)
 
-    def record_timeout(self, token: str, seconds: int) -> None:
-        """A poll cut by the soft time limit: the engine is too slow to be read."""
-        run = PollRun.objects.filter(host=self, token=token, status=PollStatus.RUNNING).order_by("-started_at").first()
-        if run is not None:
-            self.record_failure(run, EngineError(f"the engine did not answer within the {seconds}s poll time limit"))
-        self.release_lease(token)
-
-    def apply_snapshot(self, snap: HostSnapshot, specs: list[FindingSpec], run: PollRun) -> None:
+    def apply_snapshot(self, snap: HostSnapshot, evaluation: Evaluation, run: PollRun, *, pinned_host_keys: str | None = None) -> None:
         """Store one poll's result in one transaction: inventory rows, reconciled
         findings with their events, the risk sample and the host's status."""
         now = run.started_at
@@ -246,15 +183,22 @@ class DockerHost(models.Model):
                 run.snapshot_changed = True
             run.snapshot = self.snapshot
             ContainerRecord.objects.replace_for(self, snap)
-            counts = Finding.objects.reconcile(self, specs, run, now)
+            counts = Finding.objects.reconcile(self, evaluation, run, now)
             sample = RiskSample.record(self, run, now)
             run.api_calls, run.inspects_reused, run.containers = snap.api_calls, snap.inspects_reused, len(snap.containers)
             run.opened, run.resolved, run.reopened = counts["opened"], counts["resolved"], counts["reopened"]
             run.findings_open = sample.open_count
+            run.rule_errors = dict(evaluation.errors)
             run.finish(PollStatus.OK, at=timezone.now())
             self.last_poll_at = self.last_success_at = run.finished_at
             self.last_status, self.last_error = HostStatus.OK, ""
-            self.save(update_fields=["snapshot", "last_poll_at", "last_success_at", "last_status", "last_error", "risk_score", "risk_breakdown"])
+            fields = ["snapshot", "last_poll_at", "last_success_at", "last_status", "last_error", "risk_score", "risk_breakdown"]
+            if pinned_host_keys is not None and pinned_host_keys.strip() != self.ssh_known_hosts.strip():
+                # Trust on first use: the key the engine's ssh server showed is kept only
+                # once a poll has read the engine through it.
+                self.ssh_known_hosts = pinned_host_keys
+                fields.append("ssh_known_hosts")
+            self.save(update_fields=fields)
 
     def refresh_risk(self, poll: PollRun | None = None) -> None:
         RiskSample.record(self, poll, timezone.now())
@@ -276,6 +220,12 @@ class Snapshot(models.Model):
         return HostSnapshot.from_dict(self.data)
 
 
+class PollRunQuerySet(models.QuerySet):
+    def running(self, host: DockerHost, token: str) -> PollRun | None:
+        """The run a task with ``token`` left running on ``host``, if any."""
+        return self.filter(host=host, token=token, status=PollStatus.RUNNING).order_by("-started_at").first()
+
+
 class PollRun(models.Model):
     host = models.ForeignKey(DockerHost, on_delete=models.CASCADE, related_name="polls")
     token = models.CharField(max_length=64, blank=True)
@@ -292,8 +242,10 @@ class PollRun(models.Model):
     reopened = models.PositiveIntegerField(default=0)
     snapshot_changed = models.BooleanField(default=False)
     snapshot = models.ForeignKey(Snapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="polls")
+    # rule id → the error it raised on this poll; those rules' findings were left as they were.
+    rule_errors = models.JSONField(default=dict, blank=True)
 
-    retryable = False  # set on failure, not stored
+    objects = PollRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at"]
@@ -301,6 +253,8 @@ class PollRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    retryable = False  # set by the poll on failure, not stored
 
     @classmethod
     def begin(cls, host: DockerHost, token: str) -> PollRun:
@@ -310,7 +264,11 @@ class PollRun(models.Model):
         )
         return cls.objects.create(host=host, token=token, started_at=timezone.now())
 
-    def finish(self, status: str, *, at: datetime, error: str = "") -> None:
+    @property
+    def succeeded(self) -> bool:
+        return self.status == PollStatus.OK
+
+    def finish(self, status: PollStatus, *, at: datetime, error: str = "") -> None:
         self.status, self.error, self.finished_at = status, error, at
         self.save()
 

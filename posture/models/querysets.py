@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import models
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Value
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.lookups import Exact
 from django.utils import timezone
 
-from .models.choices import SEVERITY_RANK, FindingStatus, HostStatus, PollStatus
-
-# A host with no good poll for this many intervals is shown as stale.
-STALE_AFTER_INTERVALS = 3
+from .choices import FindingStatus, HostStatus, PollStatus, Severity, severity_rank
 
 
 class HostQuerySet(models.QuerySet):
@@ -20,21 +19,22 @@ class HostQuerySet(models.QuerySet):
         return self.filter(enabled=True).filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
 
     def stale_q(self, now: datetime | None = None) -> Q:
-        """Hosts with no good poll for three intervals (``DockerHost.is_stale``) as a Q.
+        """Hosts with no good poll for ``STALE_AFTER_INTERVALS`` intervals (``DockerHost.is_stale``) as a Q.
 
         Interval arithmetic in SQL differs between SQLite and PostgreSQL, so the Q is
         built per distinct interval (one small query; fleets use few intervals).
         """
         now = now or timezone.now()
+        after = self.model.STALE_AFTER_INTERVALS
         stale = Q(pk__in=[])
-        for interval in self.model.objects.values_list("poll_interval", flat=True).distinct():
-            since = now - timedelta(seconds=STALE_AFTER_INTERVALS * interval)
+        for interval in self.model.objects.order_by().values_list("poll_interval", flat=True).distinct():
+            since = now - timedelta(seconds=after * interval)
             stale |= Q(poll_interval=interval) & (Q(last_success_at__lt=since) | Q(last_success_at__isnull=True, created_at__lt=since))
         return stale & Q(last_status__in=[HostStatus.OK, HostStatus.NEW])
 
-    def with_display_status(self, status: str, now: datetime | None = None) -> HostQuerySet:
-        """Filter by what the pages show: ok, stale, unreachable, error or new."""
-        if status == "stale":
+    def with_display_status(self, status: HostStatus, now: datetime | None = None) -> HostQuerySet:
+        """Filter by what the pages show (``DockerHost.display_status``)."""
+        if status == HostStatus.STALE:
             return self.filter(self.stale_q(now))
         if status in (HostStatus.OK, HostStatus.NEW):
             return self.filter(last_status=status).exclude(self.stale_q(now))
@@ -45,16 +45,18 @@ class HostQuerySet(models.QuerySet):
         open_ = Q(findings__status=FindingStatus.OPEN)
         return self.annotate(
             open_total=Count("findings", filter=open_),
-            **{f"open_{sev}": Count("findings", filter=open_ & Q(findings__severity=sev)) for sev in SEVERITY_RANK},
+            **{f"open_{sev}": Count("findings", filter=open_ & Q(findings__severity=sev)) for sev in Severity},
         )
 
     def with_poll_counts(self) -> HostQuerySet:
         return self.annotate(completed_polls=Count("polls", filter=Q(polls__status=PollStatus.OK)))
 
     def with_labels(self, labels: dict[str, str]) -> HostQuerySet:
+        """Hosts carrying every one of ``labels``. Keys are matched as literal JSON keys,
+        never parsed as lookups (a key like ``env__regex`` is just a key that no host has)."""
         qs = self
         for key, value in labels.items():
-            qs = qs.filter(**{f"labels__{key}": value})
+            qs = qs.filter(Exact(KeyTextTransform(key, "labels"), Value(value)))
         return qs
 
 
@@ -70,18 +72,15 @@ class FindingQuerySet(models.QuerySet):
         return self.filter(host=host)
 
     def with_status(self, status: str) -> FindingQuerySet:
+        """One ``FindingStatus``, or every finding for ``"all"`` (or nothing given)."""
         return self if status in ("", "all") else self.filter(status=status)
 
     def at_least(self, severity: str) -> FindingQuerySet:
-        rank = SEVERITY_RANK[severity]
-        return self.filter(severity__in=[s for s, r in SEVERITY_RANK.items() if r >= rank])
-
-    def changed_since(self, since: datetime) -> FindingQuerySet:
-        return self.filter(events__at__gte=since).distinct()
+        return self.filter(severity__in=Severity.at_least(severity))
 
     def acceptance_expired(self, now: datetime | None = None) -> FindingQuerySet:
         return self.filter(status=FindingStatus.ACCEPTED, accepted_until__lte=now or timezone.now())
 
     def by_severity(self) -> FindingQuerySet:
-        order = models.Case(*(models.When(severity=s, then=-r) for s, r in SEVERITY_RANK.items()), output_field=models.IntegerField())
-        return self.annotate(severity_order=order).order_by("severity_order", "rule_id", "subject_key", "item_key")
+        """Worst first, then by rule and subject: the order of every findings list."""
+        return self.annotate(severity_order=severity_rank()).order_by("-severity_order", "rule_id", "subject_key", "item_key")

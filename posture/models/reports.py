@@ -10,10 +10,13 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
-from django.db import models
+from django.db import models, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from .audit import AuditEntry
+from posture.labels import describe
+
+from .audit import AuditAction, AuditEntry
 
 
 def report_storage() -> FileSystemStorage:
@@ -31,11 +34,6 @@ class ReportStatus(models.TextChoices):
     RENDERING = "rendering", "Rendering"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
-
-
-def describe_scope(labels: dict[str, str]) -> str:
-    """``env=prod, team=core``, or "all hosts" for an empty label scope."""
-    return ", ".join(f"{k}={v}" for k, v in labels.items()) or "all hosts"
 
 
 def _month_before(day: date) -> date:
@@ -77,7 +75,7 @@ class ReportSchedule(models.Model):
 
     @property
     def scope_label(self) -> str:
-        return describe_scope(self.labels)
+        return describe(self.labels)
 
     def run_after(self, moment: datetime) -> datetime:
         """The first scheduled time strictly after ``moment``."""
@@ -139,6 +137,9 @@ class Report(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     finished_at = models.DateTimeField(null=True, blank=True)
     emailed_to = models.JSONField(default=list, blank=True)
+    # The render lock: one task id holds a RENDERING report until it finishes or the lease runs out.
+    claim_token = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -149,16 +150,23 @@ class Report(models.Model):
 
     @property
     def scope_label(self) -> str:
-        return describe_scope(self.labels)
+        return describe(self.labels)
 
     @property
     def filename(self) -> str:
         return f"posture-{self.period_end:%Y-%m-%d}-{self.pk}.pdf"
 
-    def claim(self) -> bool:
-        """QUEUED → RENDERING for exactly one worker; a re-delivered task after a crash may
-        take a report stuck in RENDERING back (idempotent by status)."""
-        rows = Report.objects.filter(pk=self.pk, status__in=[ReportStatus.QUEUED, ReportStatus.RENDERING]).update(status=ReportStatus.RENDERING)
+    @property
+    def is_ready(self) -> bool:
+        return self.status == ReportStatus.READY
+
+    def claim(self, token: str, now: datetime | None = None) -> bool:
+        """QUEUED → RENDERING for exactly one task. A RENDERING report is taken back only by
+        the same task re-delivered after its worker died, or by anyone once its lease ran out."""
+        now = now or timezone.now()
+        free = Q(status=ReportStatus.QUEUED) | Q(status=ReportStatus.RENDERING, claim_token=token) | Q(status=ReportStatus.RENDERING, lease_until__lt=now)
+        until = now + timedelta(seconds=settings.REPORT_TIME_LIMIT + 30)
+        rows = Report.objects.filter(free, pk=self.pk).update(status=ReportStatus.RENDERING, claim_token=token, lease_until=until)
         return rows == 1
 
     def store(self, data: bytes, *, pages: int, hosts: int) -> None:
@@ -174,6 +182,7 @@ class Report(models.Model):
     @classmethod
     def request_now(cls, *, by: object, labels: dict[str, str], days: int = 7) -> Report:
         end = timezone.now()
-        report = cls.objects.create(title="On-demand report", labels=labels, period_start=end - timedelta(days=days), period_end=end, created_by=by)
-        AuditEntry.log(by, "report.generate", report)
+        with transaction.atomic():
+            report = cls.objects.create(title="On-demand report", labels=labels, period_start=end - timedelta(days=days), period_end=end, created_by=by)
+            AuditEntry.log(by, AuditAction.REPORT_GENERATE, report)
         return report

@@ -11,14 +11,13 @@ from django.db.models import Avg, Count, prefetch_related_objects
 from django.db.models.functions import TruncDate
 
 from posture import charts
-from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, RiskSample
-from posture.models.reports import describe_scope
+from posture.labels import describe
+from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, RiskSample, Severity, severity_rank
 from posture.rules import RULES
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
 # Past these, sections summarise instead of listing: WeasyPrint's cost grows with table rows.
 MAX_CHANGES_LISTED = 200
-DETAILED_SEVERITIES = ("critical", "high")
+DETAILED_SEVERITIES = (Severity.CRITICAL, Severity.HIGH)
 
 
 @dataclass
@@ -32,7 +31,7 @@ class HostSection:
 def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str) -> dict[str, Any]:
     hosts = list(DockerHost.objects.with_labels(labels).with_open_counts().order_by("-risk_score", "name"))
     ids = [h.pk for h in hosts]
-    totals = {s: sum(getattr(h, f"open_{s}") for h in hosts) for s in SEVERITIES}
+    totals = {s.value: sum(getattr(h, f"open_{s}") for h in hosts) for s in Severity}
 
     daily: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
     fleet_daily: dict[Any, list[float]] = defaultdict(list)
@@ -60,12 +59,14 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
         else:
             sections[f.host_id].summary.append(f)
     # The newest acceptance of each (RiskAcceptance orders newest first), on the rows already loaded.
-    prefetch_related_objects(accepted, "acceptances")
+    prefetch_related_objects(accepted, "acceptances__accepted_by")
     acceptances = {f.pk: next(iter(f.acceptances.all()), None) for f in accepted}
 
     events = FindingEvent.objects.filter(finding__host__in=ids, at__gte=start, at__lt=end, kind__in=[EventKind.OPENED, EventKind.RESOLVED, EventKind.REOPENED])
     change_counts = dict(events.values_list("kind").annotate(n=Count("id")).values_list("kind", "n"))
-    changes = list(events.select_related("finding", "finding__host").order_by("kind", "-finding__severity", "at")[:MAX_CHANGES_LISTED])
+    # Worst first within each kind, so the cut drops the least severe changes.
+    ordered = events.select_related("finding", "finding__host").annotate(rank=severity_rank("finding__severity"))
+    changes = list(ordered.order_by("kind", "-rank", "at")[:MAX_CHANGES_LISTED])
 
     top_rules = list(
         Finding.objects.filter(host__in=ids)
@@ -77,7 +78,7 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
     fleet_score = round(sum(h.risk_score for h in hosts) / len(hosts)) if hosts else 0
     return {
         "title": title,
-        "scope": describe_scope(labels),
+        "scope": describe(labels),
         "start": start,
         "end": end,
         "hosts": hosts,

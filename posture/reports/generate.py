@@ -15,9 +15,10 @@ from .pdf import render_pdf
 log = logging.getLogger(__name__)
 
 
-def generate(report: Report) -> Report:
-    if not report.claim():
-        return report  # already done by another worker
+def generate(report: Report, token: str) -> Report:
+    """Render, store and mail one report, for the task (``token``) that claims it."""
+    if not report.claim(token):
+        return report  # rendered, or being rendered, by another task
     try:
         ctx = context.build(labels=report.labels, start=report.period_start, end=report.period_end, title=report.title)
         pdf = render_pdf(ctx)

@@ -10,7 +10,29 @@ from typing import Any
 from posture.collector.snapshot import Container, HostSnapshot, Network, frozen_map
 
 
+@dataclass(frozen=True)
+class _Traits:
+    rank: int  # higher is worse: sorting and "at least" filters
+    points: float  # risk weight of one open finding (posture/risk.py)
+    colour: str  # badges, charts and PDFs (static/posture/posture.css mirrors it, checked by a test)
+    sarif_level: str  # SARIF 2.1.0 result level
+
+
+_TRAITS = {
+    "critical": _Traits(rank=4, points=40.0, colour="#7f1d1d", sarif_level="error"),
+    "high": _Traits(rank=3, points=20.0, colour="#c2410c", sarif_level="error"),
+    "medium": _Traits(rank=2, points=8.0, colour="#92400e", sarif_level="warning"),
+    "low": _Traits(rank=1, points=2.0, colour="#1d4ed8", sarif_level="note"),
+    "info": _Traits(rank=0, points=0.0, colour="#475569", sarif_level="note"),
+}
+
+
 class Severity(enum.StrEnum):
+    """The one severity vocabulary: every rank, weight, colour and SARIF level is read from here.
+
+    Members are listed worst first, so iterating gives display order.
+    """
+
     CRITICAL = "critical"
     HIGH = "high"
     MEDIUM = "medium"
@@ -19,12 +41,38 @@ class Severity(enum.StrEnum):
 
     @property
     def rank(self) -> int:
-        """Higher is worse; used for sorting and ``at_least`` filters."""
-        return {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}[self.value]
+        return _TRAITS[self.value].rank
+
+    @property
+    def points(self) -> float:
+        return _TRAITS[self.value].points
+
+    @property
+    def colour(self) -> str:
+        return _TRAITS[self.value].colour
+
+    @property
+    def sarif_level(self) -> str:
+        return _TRAITS[self.value].sarif_level
 
     @property
     def label(self) -> str:
         return self.value.capitalize()
+
+    @classmethod
+    def choices(cls) -> list[tuple[str, str]]:
+        """``(value, label)`` pairs for model fields and forms."""
+        return [(s.value, s.label) for s in cls]
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [s.value for s in cls]
+
+    @classmethod
+    def at_least(cls, severity: str) -> list[Severity]:
+        """This severity and every worse one."""
+        floor = cls(severity).rank
+        return [s for s in cls if s.rank >= floor]
 
 
 class SubjectType(enum.StrEnum):
@@ -32,6 +80,10 @@ class SubjectType(enum.StrEnum):
     NETWORK = "network"
     DAEMON = "daemon"
     HOST = "host"
+
+    @classmethod
+    def choices(cls) -> list[tuple[str, str]]:
+        return [(s.value, s.value.capitalize()) for s in cls]
 
 
 class Check(enum.StrEnum):
@@ -57,7 +109,6 @@ class Hit:
 @dataclass(frozen=True)
 class RuleContext:
     snapshot: HostSnapshot
-    host_name: str = ""
 
     def network_chain(self, container: Container) -> list[Container]:
         """Follow ``container:<id>`` network modes to the container that owns the namespace."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from posture.collector.snapshot import HostSnapshot, frozen_map
 
@@ -16,10 +17,6 @@ KNOWN_GAPS = daemon.KNOWN_GAPS
 
 if len(BY_ID) != len(RULES):  # pragma: no cover - a programming error caught at import
     raise RuntimeError("duplicate rule id in the catalog")
-
-
-def get(rule_id: str) -> Rule | None:
-    return BY_ID.get(rule_id)
 
 
 def _spec(rule: Rule, hit: Hit, *, subject_type: SubjectType, key: str, name: str, running: bool | None) -> FindingSpec:
@@ -39,24 +36,50 @@ def _spec(rule: Rule, hit: Hit, *, subject_type: SubjectType, key: str, name: st
     )
 
 
-def evaluate(snapshot: HostSnapshot, host_name: str = "", rules: Iterable[Rule] = RULES) -> list[FindingSpec]:
-    """Apply ``rules`` to every subject of ``snapshot``.
+@dataclass(frozen=True)
+class Evaluation:
+    """What the rules concluded about one snapshot, and which rules could not conclude."""
 
-    Stopped containers are judged on their configuration too: they can start at any
-    time, and the finding carries ``running=False``.
-    """
-    ctx = RuleContext(snapshot=snapshot, host_name=host_name)
-    specs: list[FindingSpec] = []
-    for rule in rules:
-        if rule.subject is SubjectType.CONTAINER:
-            for c in snapshot.containers:
-                specs += [_spec(rule, h, subject_type=rule.subject, key=c.subject_key, name=c.name, running=c.running) for h in rule(c, ctx)]
-        elif rule.subject is SubjectType.NETWORK:
-            for n in snapshot.networks:
-                specs += [_spec(rule, h, subject_type=rule.subject, key=n.name, name=n.name, running=None) for h in rule(n, ctx)]
-        else:
-            specs += [_spec(rule, h, subject_type=rule.subject, key="daemon", name=host_name or snapshot.engine.name, running=None) for h in rule(ctx)]
+    specs: list[FindingSpec]
+    # rule id → what it raised. A failed rule's findings are neither opened nor resolved:
+    # one broken rule (or one odd container) must not hide the others or clear history.
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+
+def _apply(rule: Rule, ctx: RuleContext, host_name: str) -> list[FindingSpec]:
+    snapshot = ctx.snapshot
+    if rule.subject is SubjectType.CONTAINER:
+        return [_spec(rule, h, subject_type=rule.subject, key=c.subject_key, name=c.name, running=c.running) for c in snapshot.containers for h in rule(c, ctx)]
+    if rule.subject is SubjectType.NETWORK:
+        return [_spec(rule, h, subject_type=rule.subject, key=n.name, name=n.name, running=None) for n in snapshot.networks for h in rule(n, ctx)]
+    return [_spec(rule, h, subject_type=rule.subject, key="daemon", name=host_name or snapshot.engine.name, running=None) for h in rule(ctx)]
+
+
+def _ordered(specs: Iterable[FindingSpec]) -> list[FindingSpec]:
     # Two containers can share a subject key only if one replaced the other between list
     # and inspect; keep one finding per fingerprint so reconciliation stays a bijection.
     unique = {s.fingerprint: s for s in specs}
     return sorted(unique.values(), key=lambda s: (-s.severity.rank, s.rule_id, s.subject_key, s.key))
+
+
+def evaluate_all(snapshot: HostSnapshot, host_name: str = "", rules: Iterable[Rule] = RULES) -> Evaluation:
+    """Apply ``rules`` to every subject of ``snapshot``; a rule that raises is reported, not fatal.
+
+    Stopped containers are judged on their configuration too: they can start at any
+    time, and the finding carries ``running=False``.
+    """
+    ctx = RuleContext(snapshot=snapshot)
+    specs: list[FindingSpec] = []
+    errors: dict[str, str] = {}
+    for rule in rules:
+        try:
+            specs += _apply(rule, ctx, host_name)
+        except Exception as exc:  # a rule bug or an answer no rule foresaw: fail that rule only
+            errors[rule.id] = f"{type(exc).__name__}: {exc}"[:500]
+    return Evaluation(specs=_ordered(specs), errors=errors)
+
+
+def evaluate(snapshot: HostSnapshot, host_name: str = "", rules: Iterable[Rule] = RULES) -> list[FindingSpec]:
+    """Strict form for tools and tests: a rule that raises raises."""
+    ctx = RuleContext(snapshot=snapshot)
+    return _ordered(spec for rule in rules for spec in _apply(rule, ctx, host_name))

@@ -5,34 +5,45 @@ from __future__ import annotations
 from collections import defaultdict
 
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
 from django.db.models import Q, Sum
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 
 from posture import charts
-from posture.models import DockerHost, RiskSample
+from posture.labels import parse_label
+from posture.models import DockerHost, HostStatus, RiskSample, Severity
 
 from .rendering import HtmxHttpRequest, paginate, render_page
 
-SORTS = {"risk": ("-risk_score", "name"), "name": ("name",), "findings": ("-open_total", "name"), "polled": ("-last_poll_at", "name")}
-SEVERITIES = ("critical", "high", "medium", "low", "info")
+# Sort key → (label, ordering); the first is the default.
+SORTS = {
+    "risk": ("risk", ("-risk_score", "name")),
+    "name": ("name", ("name",)),
+    "findings": ("open findings", ("-open_total", "name")),
+    "polled": ("last poll", ("-last_poll_at", "name")),
+}
 TREND_POINTS = 30
-STATUSES = ("ok", "stale", "unreachable", "error", "new")
 
 
-def _filtered(request: HtmxHttpRequest) -> tuple[object, dict[str, str]]:
+def _filtered(request: HtmxHttpRequest) -> tuple[object, dict[str, str], str]:
+    """The hosts the filters select, the filters as given, and a problem with them if any."""
     params = {k: request.GET.get(k, "").strip() for k in ("q", "label", "status", "severity", "sort")}
     hosts = DockerHost.objects.with_open_counts()
+    problem = ""
     if params["q"]:
         hosts = hosts.filter(Q(name__icontains=params["q"]) | Q(url__icontains=params["q"]))
-    if "=" in params["label"]:
-        key, value = params["label"].split("=", 1)
-        hosts = hosts.with_labels({key.strip(): value.strip()})
-    if params["status"] in STATUSES:
-        hosts = hosts.with_display_status(params["status"])
-    if params["severity"] in SEVERITIES:
+    if params["label"]:
+        try:
+            hosts = hosts.with_labels(dict([parse_label(params["label"])]))
+        except ValidationError as exc:
+            problem = exc.messages[0]
+    if params["status"] in HostStatus.values:
+        hosts = hosts.with_display_status(HostStatus(params["status"]))
+    if params["severity"] in Severity.values():
         hosts = hosts.filter(**{f"open_{params['severity']}__gt": 0})
-    return hosts.order_by(*SORTS.get(params["sort"], SORTS["risk"])), params
+    _label, ordering = SORTS.get(params["sort"], SORTS["risk"])
+    return hosts.order_by(*ordering), params, problem
 
 
 def _without_page(request: HtmxHttpRequest) -> str:
@@ -44,23 +55,26 @@ def _without_page(request: HtmxHttpRequest) -> str:
 @require_GET
 @permission_required("posture.view_dockerhost", raise_exception=True)
 def fleet(request: HtmxHttpRequest) -> HttpResponse:
-    hosts, params = _filtered(request)
+    hosts, params, problem = _filtered(request)
     page = paginate(request, hosts, per_page=25)
     # One query for every sparkline on the page, not one per host.
     trends: dict[int, list[int]] = defaultdict(list)
     for host_id, score in RiskSample.objects.latest_per_host([h.pk for h in page], TREND_POINTS).values_list("host_id", "score"):
         trends[host_id].append(score)
     rows = [(h, charts.sparkline(trends[h.pk], label=f"risk trend of {h.name}")) for h in page]
-    totals = DockerHost.objects.with_open_counts().aggregate(**{s: Sum(f"open_{s}") for s in SEVERITIES})
-    totals = {s: totals[s] or 0 for s in SEVERITIES}
+    totals = DockerHost.objects.with_open_counts().aggregate(**{s.value: Sum(f"open_{s}") for s in Severity})
+    totals = {s.value: totals[s.value] or 0 for s in Severity}
     context = {
         "page": page,
         "rows": rows,
         "params": params,
+        "problem": problem,
         "totals": totals,
         "host_count": DockerHost.objects.count(),
         "severity_bar": charts.severity_bar(totals),
-        "severities": SEVERITIES,
+        "severities": list(Severity),
+        "statuses": list(HostStatus),
+        "sorts": {key: label for key, (label, _ordering) in SORTS.items()},
         "query": _without_page(request),
     }
     return render_page(request, "posture/fleet.html", context, partial="hosts" if request.htmx else None)

@@ -12,9 +12,9 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from posture import charts
+from posture import charts, polling
 from posture.forms import HostForm
-from posture.models import AuditEntry, ContainerRecord, DockerHost, Finding, FindingEvent, FindingStatus, PollRun, PollStatus, PublishedPort
+from posture.models import AuditAction, AuditEntry, ContainerRecord, DockerHost, Finding, FindingEvent, FindingStatus, PollRun, PollStatus, PublishedPort
 from posture.tasks import poll_host
 
 from .rendering import HtmxHttpRequest, render_page
@@ -60,7 +60,7 @@ def poll_now(request: HtmxHttpRequest, name: str) -> HttpResponse:
     host = get_host(name)
     latest = PollRun.objects.filter(host=host).values_list("pk", flat=True).first() or 0
     poll_host.delay_on_commit(host.pk)
-    AuditEntry.log(request.user, "host.poll", host)
+    AuditEntry.log(request.user, AuditAction.HOST_POLL, host)
     if not request.htmx:
         messages.info(request, f"Poll of {host.name} queued.")
         return redirect("host", name=host.name)
@@ -86,8 +86,8 @@ def host_edit(request: HtmxHttpRequest, name: str | None = None) -> HttpResponse
     host = get_host(name) if name else None
     form = HostForm(request.POST or None, request.FILES or None, instance=host)
     if request.method == "POST" and form.is_valid():
-        saved = form.save()
-        AuditEntry.log(request.user, "host.edit" if host else "host.add", saved, url=saved.url, fields=sorted(form.changed_data))
+        saved = form.save(commit=False)
+        saved.register(actor=request.user, changed=form.changed_data)
         messages.success(request, f"Saved {saved.name}.")
         return redirect("host", name=saved.name)
     return render_page(request, "posture/host_form.html", {"form": form, "host": host}, status=400 if form.errors else 200)
@@ -100,15 +100,13 @@ def host_test(request: HtmxHttpRequest) -> HttpResponse:
     stored credentials are used unless new files are uploaded."""
     existing = get_host(request.GET["host"]) if request.GET.get("host") else None
     form = HostForm(request.POST, request.FILES, instance=existing)
-    result = form.test_connection() if form.is_valid() else None
+    result = polling.test_connection(form.host_to_test()) if form.is_valid() else None
     return render_page(request, "posture/host_form.html", {"form": form, "test": result}, partial="test-result")
 
 
 @require_POST
 @permission_required("posture.manage_hosts", raise_exception=True)
 def host_delete(request: HtmxHttpRequest, name: str) -> HttpResponse:
-    host = get_host(name)
-    AuditEntry.log(request.user, "host.remove", host)
-    host.delete()
+    get_host(name).remove(actor=request.user)
     messages.success(request, f"Removed {name} and its history.")
     return redirect(reverse("fleet"))

@@ -14,13 +14,17 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-def render_page(request: HtmxHttpRequest, template: str, context: dict[str, Any], *, partial: str | None = None, status: int = 200) -> HttpResponse:
+def render_page(
+    request: HtmxHttpRequest, template: str, context: dict[str, Any], *, partial: str | None = None, parts: tuple[str, ...] = (), status: int = 200
+) -> HttpResponse:
     """The whole page, or only ``template#partial`` when htmx asks for a part.
 
-    htmx requests name the part with ``?part=NAME`` or target it by id; full loads
-    (and history restores, which must rebuild the page) get everything.
+    The view names the part (``partial``), or lets an htmx request choose one of
+    ``parts`` with ``?part=NAME``; any other name is ignored, so a client never picks a
+    template. Full loads (and history restores, which must rebuild the page) get everything.
     """
-    part = request.GET.get("part") or partial
+    asked = request.GET.get("part", "")
+    part = asked if asked in parts else partial
     if request.htmx and not request.htmx.history_restore_request and part:
         return render(request, f"{template}#{part}", context, status=status)
     return render(request, template, context, status=status)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_GET, require_POST
 
 from posture.forms import GenerateReportForm, ReportScheduleForm
-from posture.models import AuditEntry, Report, ReportSchedule, ReportStatus
+from posture.models import AuditAction, AuditEntry, Report, ReportSchedule, ReportStatus
 from posture.tasks import generate_report
 
 from .rendering import HtmxHttpRequest, paginate, render_page
@@ -33,7 +34,7 @@ def _context(request: HtmxHttpRequest, **forms: object) -> dict[str, object]:
 @require_GET
 @permission_required("posture.view_report", raise_exception=True)
 def reports(request: HtmxHttpRequest) -> HttpResponse:
-    return render_page(request, "posture/reports.html", _context(request))
+    return render_page(request, "posture/reports.html", _context(request), parts=("list",))
 
 
 @require_POST
@@ -54,8 +55,9 @@ def schedule_new(request: HtmxHttpRequest) -> HttpResponse:
     form = ReportScheduleForm(request.POST)
     if not form.is_valid():
         return render_page(request, "posture/reports.html", _context(request, schedule_form=form), status=400)
-    schedule = form.save()
-    AuditEntry.log(request.user, "schedule.add", schedule, frequency=schedule.frequency, recipients=schedule.recipient_list)
+    with transaction.atomic():
+        schedule = form.save()
+        AuditEntry.log(request.user, AuditAction.SCHEDULE_ADD, schedule, frequency=schedule.frequency, recipients=schedule.recipient_list)
     messages.success(request, f"Schedule {schedule.name} saved; next report {schedule.next_run_at:%d %b %Y %H:%M} UTC.")
     return redirect("reports")
 
@@ -74,8 +76,9 @@ def download(request: HtmxHttpRequest, pk: int) -> FileResponse:
 def schedule_toggle(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     schedule = get_object_or_404(ReportSchedule, pk=pk)
     schedule.enabled = not schedule.enabled
-    schedule.save(update_fields=["enabled"])
-    AuditEntry.log(request.user, "schedule.enable" if schedule.enabled else "schedule.disable", schedule)
+    with transaction.atomic():
+        schedule.save(update_fields=["enabled"])
+        AuditEntry.log(request.user, AuditAction.SCHEDULE_ENABLE if schedule.enabled else AuditAction.SCHEDULE_DISABLE, schedule)
     messages.success(request, f"Schedule {schedule.name} {'enabled' if schedule.enabled else 'paused'}.")
     return redirect("reports")
 
@@ -84,7 +87,8 @@ def schedule_toggle(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @permission_required("posture.delete_reportschedule", raise_exception=True)
 def schedule_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     schedule = get_object_or_404(ReportSchedule, pk=pk)
-    AuditEntry.log(request.user, "schedule.delete", schedule)
-    schedule.delete()  # its reports stay, detached
+    with transaction.atomic():
+        AuditEntry.log(request.user, AuditAction.SCHEDULE_DELETE, schedule)
+        schedule.delete()  # its reports stay, detached
     messages.success(request, f"Schedule {schedule.name} removed; its reports are kept.")
     return redirect("reports")

@@ -8,11 +8,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandParser
 
-from posture.collector import MalformedAnswer, parse_engine_url
-from posture.collector.engine import EngineError, probe
-from posture.collector.target import EngineTarget
+from posture import polling
+from posture.management.cli import command_error
 from posture.models import DockerHost
 
 LOCAL_ENGINE = "unix:///var/run/docker.sock"
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--engine", default=os.environ.get("POSTURE_LOCAL_ENGINE", LOCAL_ENGINE))
 
     def handle(self, *args: Any, engine: str, **opts: Any) -> None:
-        User = get_user_model()  # noqa: N806
+        User = get_user_model()
         if not User.objects.filter(is_superuser=True).exists():
             password = os.environ.get("POSTURE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
             admin = User.objects.create_superuser("admin", "admin@localhost", password)
@@ -34,10 +34,13 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Created user 'admin' with password: {shown}  (shown once; change it after logging in)"))
         if DockerHost.objects.exists():
             return
-        try:
-            version = probe(EngineTarget(url=parse_engine_url(engine), timeout=3))
-        except (EngineError, MalformedAnswer) as exc:
-            self.stdout.write(f"No local engine registered: {exc}. Add hosts with 'manage.py hosts add'.")
+        host = DockerHost(name="local", url=engine, labels={"env": "local"})
+        ok, version = polling.test_connection(host)
+        if not ok:
+            self.stdout.write(f"No local engine registered: {version}. Add hosts with 'manage.py hosts add'.")
             return
-        DockerHost.objects.create(name="local", url=engine, labels={"env": "local"})
+        try:
+            host.register(actor=None)
+        except ValidationError as exc:
+            raise command_error(exc) from None
         self.stdout.write(f"Registered the local engine as 'local' ({version}).")

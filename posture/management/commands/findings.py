@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from posture.exports import FORMATS
-from posture.models import DockerHost, Finding, FindingStatus
+from posture.models import DockerHost, Finding, FindingStatus, Severity
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", action="append", default=[], help="host name (repeatable)")
         parser.add_argument("--status", choices=[*FindingStatus.values, "all"], default="open")
-        parser.add_argument("--severity", choices=["critical", "high", "medium", "low", "info"], help="at least this severity")
+        parser.add_argument("--severity", choices=list(Severity), help="at least this severity")
         parser.add_argument("--format", choices=sorted(FORMATS), default="json")
 
     def handle(self, *args: Any, host: list[str], status: str, severity: str | None, format: str, **opts: Any) -> None:

@@ -10,9 +10,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from posture.forms import parse_label
+from posture.exports import host_listing
+from posture.labels import parse_label_list
 from posture.management.cli import command_error
-from posture.models import AuditEntry, DockerHost
+from posture.models import DockerHost
 
 
 def _read(path: str | None, what: str) -> str:
@@ -26,7 +27,7 @@ def _read(path: str | None, what: str) -> str:
 
 def _labels(values: list[str]) -> dict[str, str]:
     try:
-        return dict(parse_label(v) for v in values)
+        return parse_label_list(values)
     except ValidationError as exc:
         raise CommandError(f"label: {exc.messages[0]}") from None
 
@@ -73,15 +74,13 @@ class Command(BaseCommand):
         if interval is not None:
             host.poll_interval = interval
         try:
-            host.full_clean()
+            host.register(actor=None)
         except ValidationError as exc:
             raise command_error(exc) from None
-        host.save()
-        AuditEntry.log(None, "host.add", host, url=host.url)
         self.stdout.write(f"added {host.name} ({host.url}), polled every {host.poll_interval}s")
 
     def handle_list(self, *, format: str, **opts: Any) -> None:
-        rows = [host.as_listing() for host in DockerHost.objects.with_poll_counts()]
+        rows = [host_listing(host) for host in DockerHost.objects.with_poll_counts()]
         if format == "json":
             self.stdout.write(json.dumps(rows, indent=2))
             return
@@ -91,10 +90,10 @@ class Command(BaseCommand):
             )
 
     def handle_remove(self, *, name: str, **opts: Any) -> None:
-        deleted, _ = DockerHost.objects.filter(name=name).delete()
-        if not deleted:
+        host = DockerHost.objects.filter(name=name).first()
+        if host is None:
             raise CommandError(f"no host named {name!r}")
-        AuditEntry.log(None, "host.remove", name)
+        host.remove(actor=None)
         self.stdout.write(f"removed {name}")
 
     def handle_rotate_keys(self, **opts: Any) -> None:

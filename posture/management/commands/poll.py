@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from posture.models import DockerHost, PollStatus
+from posture import polling
+from posture.models import DockerHost
 
 
 class Command(BaseCommand):
@@ -18,9 +19,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, names: list[str], all: bool, **opts: Any) -> None:
         if all:
-            hosts = list(DockerHost.objects.filter(enabled=True))
+            hosts = list(DockerHost.objects.select_related("snapshot").filter(enabled=True))
         elif names:
-            hosts = list(DockerHost.objects.filter(name__in=names))
+            hosts = list(DockerHost.objects.select_related("snapshot").filter(name__in=names))
             missing = set(names) - {h.name for h in hosts}
             if missing:
                 raise CommandError(f"no host named {', '.join(sorted(missing))}")
@@ -28,11 +29,11 @@ class Command(BaseCommand):
             raise CommandError("name a host, or use --all")
         failed = []
         for host in hosts:
-            run = host.poll()
+            run = polling.poll(host)
             if run is None:
                 self.stderr.write(f"{host.name}: another poll is running; try again shortly")
                 failed.append(host.name)
-            elif run.status != PollStatus.OK:
+            elif not run.succeeded:
                 self.stderr.write(f"{host.name}: {run.error}")
                 failed.append(host.name)
             else:

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from posture.forms import parse_label
+from posture.labels import parse_label_list
 from posture.models import ReportSchedule
 from posture.reports import context
 from posture.reports.pdf import render_pdf
@@ -30,7 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, action: str, schedule: str | None, label: list[str], days: int, out: str, **opts: Any) -> None:
         end = timezone.now()
         try:
-            labels = dict(parse_label(v) for v in label)
+            labels = parse_label_list(label)
         except ValidationError as exc:
             raise CommandError(exc.messages[0]) from None
         title = "On-demand report"

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from posture.management.cli import command_error
-from posture.models import AuditEntry
+from posture.models import AuditAction, AuditEntry
 from posture.roles import ROLES
 
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle_add(self, *, username: str, role: str, email: str, **opts: Any) -> None:
-        User = get_user_model()  # noqa: N806
+        User = get_user_model()
         if User.objects.filter(username=username).exists():
             raise CommandError(f"a user named {username!r} already exists")
         user = User(username=username, email=email)
@@ -49,7 +49,7 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         self._set_role(user, role)
-        AuditEntry.log(None, "user.add", user, role=role)
+        AuditEntry.log(None, AuditAction.USER_ADD, user, role=role)
         self.stdout.write(f"created {username} ({role}) with password: {password}  (shown once)")
 
     @transaction.atomic
@@ -58,7 +58,7 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"no user named {username!r}")
         self._set_role(user, role)
-        AuditEntry.log(None, "user.role", user, role=role)
+        AuditEntry.log(None, AuditAction.USER_ROLE, user, role=role)
         self.stdout.write(f"{username} is now {role}")
 
     def handle_list(self, *, format: str, **opts: Any) -> None:
