@@ -29,3 +29,22 @@ def ensure_roles(**kwargs: Any) -> None:
             app, codename = perm.split(".")
             wanted += list(Permission.objects.filter(content_type__app_label=app, codename=codename))
         group.permissions.set(wanted)
+
+
+def role_of(user: Any) -> str | None:
+    """The user's role: the first of their groups that is a role (users hold one)."""
+    return next((g.name for g in user.groups.all() if g.name in ROLES), None)
+
+
+def sync_flags(user: Any) -> None:
+    """Staff status follows the role (Admins use Django's admin site); superuser status is
+    never granted by a role change, only cleared by one."""
+    user.is_staff = role_of(user) == "Admin"
+    user.is_superuser = False
+    user.save(update_fields=["is_staff", "is_superuser"])
+
+
+def assign_role(user: Any, role: str) -> None:
+    """Give ``user`` exactly ``role``; both flags reset to what that role implies."""
+    user.groups.set([Group.objects.get(name=role)])
+    sync_flags(user)

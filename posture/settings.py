@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -13,7 +14,13 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("POSTURE_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# var/ holds the embedded database (sessions, password hashes), keys and reports: this
+# user's alone. Files written by Django (reports) are 0600, their directories 0700.
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+if VAR_DIR.stat().st_uid == os.geteuid():
+    VAR_DIR.chmod(0o700)
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -92,6 +99,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
     "posture",
 ]
 
@@ -107,6 +115,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "posture.middleware.SecurityHeadersMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into our lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "posture.urls"
@@ -129,6 +139,10 @@ TEMPLATES = [
 
 DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{VAR_DIR / 'posture.sqlite3'}", conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    _sqlite = Path(DATABASES["default"]["NAME"])
+    if _sqlite.parent.is_dir() and not _sqlite.exists():
+        # Created private before SQLite creates it with the process's umask.
+        _sqlite.touch(mode=0o600)
     # Web, worker and beat share the file: wait for locks rather than fail.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
@@ -142,9 +156,17 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "fleet"
 LOGOUT_REDIRECT_URL = "login"
-# Failed logins per (username, address) and per address before a cool-down.
+# Login throttling (django-axes): failures per (username, client address) before a cool-down.
 LOGIN_THROTTLE_ATTEMPTS = env_int("POSTURE_LOGIN_ATTEMPTS", 5)
 LOGIN_THROTTLE_SECONDS = env_int("POSTURE_LOGIN_COOLDOWN", 300)
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = LOGIN_THROTTLE_ATTEMPTS
+AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_THROTTLE_SECONDS)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "posture.views.auth.client_address"
+AXES_LOCKOUT_CALLABLE = "posture.views.auth.locked_out"
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = os.environ.get("TZ_NAME", "UTC")
@@ -168,7 +190,11 @@ SECURE_SSL_REDIRECT = env_bool("POSTURE_HTTPS", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("POSTURE_HTTPS", False)
 SECURE_HSTS_SECONDS = env_int("POSTURE_HSTS_SECONDS", 31536000 if env_bool("POSTURE_HTTPS", False) else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
-if env_bool("POSTURE_BEHIND_PROXY", False):
+# Behind a reverse proxy: trust its X-Forwarded-Proto, and take the client's address from
+# the X-Forwarded-For entry that the POSTURE_PROXY_COUNT proxies in front of us appended.
+POSTURE_BEHIND_PROXY = env_bool("POSTURE_BEHIND_PROXY", False)
+POSTURE_PROXY_COUNT = env_int("POSTURE_PROXY_COUNT", 1)
+if POSTURE_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Celery ---
@@ -234,7 +260,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"weasyprint": {"level": "ERROR"}, "fontTools": {"level": "ERROR"}},
+    "loggers": {"weasyprint": {"level": "ERROR"}, "fontTools": {"level": "ERROR"}, "axes": {"level": "WARNING"}},
 }
 
 # Login throttling counts failures here; shared by every web process.

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import path
+from django.views.generic import RedirectView
 
 from .views import auth, findings, fleet, hosts, reports, rules
 
@@ -25,5 +26,7 @@ urlpatterns = [
     path("reports/schedules/<int:pk>/toggle/", reports.schedule_toggle, name="schedule-toggle"),
     path("reports/schedules/<int:pk>/delete/", reports.schedule_delete, name="schedule-delete"),
     path("reports/<int:pk>/download/", reports.download, name="report-download"),
+    # One login path, one throttle: the admin site signs in through the same page.
+    path("admin/login/", login_not_required(RedirectView.as_view(pattern_name="login", query_string=True))),
     path("admin/", admin.site.urls),
 ]

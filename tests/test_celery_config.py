@@ -48,3 +48,12 @@ def test_beat_runs_the_dispatchers():
 
 def test_models_and_migrations_agree(db):
     call_command("makemigrations", "--check", "--dry-run", stdout=StringIO())
+
+
+def test_time_limits_are_the_workers_not_the_senders(monkeypatch):
+    """The message carries no limits: the worker applies the ones its own settings gave it."""
+    sent = {}
+    monkeypatch.setattr(app, "send_task", lambda name, args, kwargs, **options: sent.update(options))
+    poll_host.apply_async((1,))
+    assert sent["time_limit"] is None and sent["soft_time_limit"] is None
+    assert poll_host.soft_time_limit == settings.POLL_SOFT_TIME_LIMIT  # the worker's own, from its settings

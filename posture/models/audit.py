@@ -16,10 +16,13 @@ class AuditAction(models.TextChoices):
     FINDING_ACCEPT = "finding.accept", "Risk accepted"
     REPORT_GENERATE = "report.generate", "Report requested"
     SCHEDULE_ADD = "schedule.add", "Report schedule added"
+    SCHEDULE_CHANGE = "schedule.change", "Report schedule changed"
     SCHEDULE_ENABLE = "schedule.enable", "Report schedule resumed"
     SCHEDULE_DISABLE = "schedule.disable", "Report schedule paused"
     SCHEDULE_DELETE = "schedule.delete", "Report schedule removed"
     USER_ADD = "user.add", "User created"
+    USER_CHANGE = "user.change", "User changed"
+    USER_REMOVE = "user.remove", "User removed"
     USER_ROLE = "user.role", "User role changed"
 
 

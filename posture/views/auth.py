@@ -1,47 +1,55 @@
-"""Login with throttling that slows guessing without locking anyone out for good."""
+"""The one login page, throttled by django-axes per (user, client address).
+
+Admin's login redirects here, so there is one login path and one throttle. Failures are
+counted per (username, address): a stranger guessing elsewhere slows only themselves,
+never the real user at their own desk, and behind the reverse proxy the address is the
+client's as the proxy reports it, not the proxy's own.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
-from django.forms import ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 
 
-def _client(request: HttpRequest) -> str:
-    # Behind a proxy, set POSTURE_BEHIND_PROXY and make it overwrite X-Forwarded-For.
-    return request.META.get("REMOTE_ADDR", "?")
+def client_address(request: HttpRequest) -> str | None:
+    """The client's address: ``REMOTE_ADDR``, or behind ``POSTURE_BEHIND_PROXY`` the entry
+    the trusted proxies appended to ``X-Forwarded-For`` (the right-most ``PROXY_COUNT``-th;
+    anything left of it was written by the client and proves nothing)."""
+    remote = _address(request.META.get("REMOTE_ADDR", ""))
+    if not settings.POSTURE_BEHIND_PROXY:
+        return remote
+    hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+    if len(hops) < settings.POSTURE_PROXY_COUNT:
+        return remote
+    return _address(hops[-settings.POSTURE_PROXY_COUNT]) or remote
 
 
-def _keys(request: HttpRequest, username: str) -> tuple[str, str]:
-    # Failures are counted per (user, address) and per address: a stranger guessing
-    # from elsewhere slows themselves down, not the real user at their own desk.
-    return f"login-fail:{username.lower()}:{_client(request)}", f"login-fail-ip:{_client(request)}"
+def _address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
-    def clean(self) -> dict:
-        username = self.data.get("username", "")
-        pair, ip = _keys(self.request, username)
-        limit, window = settings.LOGIN_THROTTLE_ATTEMPTS, settings.LOGIN_THROTTLE_SECONDS
-        if cache.get(pair, 0) >= limit or cache.get(ip, 0) >= limit * 4:
-            raise ValidationError(f"Too many failed attempts. Wait {window // 60} minutes and try again.", code="throttled")
-        try:
-            return super().clean()
-        except ValidationError:
-            for key in (pair, ip):
-                cache.add(key, 0, window)
-                cache.incr(key)
-            raise
+def locked_out(request: HttpRequest, original_response: HttpResponse | None = None, credentials: dict[str, Any] | None = None) -> HttpResponse:
+    """Axes' answer while a (user, address) pair cools down: the login page, with why."""
+    minutes = max(1, settings.LOGIN_THROTTLE_SECONDS // 60)
+    message = f"Too many failed attempts. Wait {minutes} minute{'s' if minutes > 1 else ''} and try again."
+    return render(request, "posture/login.html", {"locked_out": message, "next": _next(request)}, status=429)
+
+
+def _next(request: HttpRequest) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    return target if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}) else ""
 
 
 class LoginView(auth_views.LoginView):
-    form_class = ThrottledAuthenticationForm
     template_name = "posture/login.html"
     redirect_authenticated_user = True
-
-    def form_valid(self, form: ThrottledAuthenticationForm) -> HttpResponse:
-        cache.delete(_keys(self.request, form.get_user().get_username())[0])
-        return super().form_valid(form)

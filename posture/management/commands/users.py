@@ -7,14 +7,13 @@ import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from posture.management.cli import command_error
 from posture.models import AuditAction, AuditEntry
-from posture.roles import ROLES
+from posture.roles import ROLES, assign_role
 
 
 class Command(BaseCommand):
@@ -48,7 +47,7 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         user.set_password(password)
         user.save()
-        self._set_role(user, role)
+        assign_role(user, role)
         AuditEntry.log(None, AuditAction.USER_ADD, user, role=role)
         self.stdout.write(f"created {username} ({role}) with password: {password}  (shown once)")
 
@@ -57,7 +56,7 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"no user named {username!r}")
-        self._set_role(user, role)
+        assign_role(user, role)
         AuditEntry.log(None, AuditAction.USER_ROLE, user, role=role)
         self.stdout.write(f"{username} is now {role}")
 
@@ -77,9 +76,3 @@ class Command(BaseCommand):
             return
         for r in rows:
             self.stdout.write(f"{r['username']:<24} {','.join(r['roles']) or '(no role)':<10} {r['email']}")
-
-    def _set_role(self, user: Any, role: str) -> None:
-        user.groups.set([Group.objects.get(name=role)])
-        # Admins manage users in Django's admin site, which requires staff status.
-        user.is_staff = role == "Admin" or user.is_superuser
-        user.save(update_fields=["is_staff"])
