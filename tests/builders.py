@@ -187,8 +187,8 @@ def snapshot(
             members = tuple(sorted(c.name for c in containers if any(a.network == net.name for a in c.attachments)))
             net = replace(net, containers=members)
         nets.append(net)
+    fields.setdefault("collected_at", COLLECTED_AT)
     return HostSnapshot(
-        collected_at=COLLECTED_AT,
         connection=connection or unix(),
         engine=engine or _engine(),
         networks=tuple(sorted(nets, key=lambda n: n.name)),
