@@ -179,12 +179,13 @@ def snapshot(
     **fields: object,
 ) -> HostSnapshot:
     """A snapshot; networks default to the engine's own three, and each network lists
-    the containers attached to it (as ``/networks`` does) unless given explicitly."""
+    the running containers attached to it (as ``/networks`` does) unless given explicitly."""
     containers = tuple(sorted(containers, key=lambda c: c.name))
     nets = []
     for net in default_networks() if networks is None else networks:
         if not net.containers:
-            members = tuple(sorted(c.name for c in containers if any(a.network == net.name for a in c.attachments)))
+            # /networks lists the endpoints of running containers only.
+            members = tuple(sorted(c.name for c in containers if c.running and any(a.network == net.name for a in c.attachments)))
             net = replace(net, containers=members)
         nets.append(net)
     fields.setdefault("collected_at", COLLECTED_AT)

@@ -55,6 +55,7 @@ def test_icc_on_user_bridges_with_several_members():
             container("int-e", networks=["internal"]),
             container("int-f", networks=["internal"]),
             container("solo-g", networks=["lonely"]),
+            container("stopped-h", running=False, networks=["lonely"]),  # /networks lists running members only
         ],
         networks=[
             *default_networks(),
