@@ -31,7 +31,7 @@ from posture.collector.snapshot import (
     PortBinding,
     frozen_map,
 )
-from posture.rules import BY_ID, FindingSpec, SubjectType, evaluate
+from posture.rules import BY_ID, FindingSpec, evaluate
 
 HOST_NAME = "test-host"
 COLLECTED_AT = "2026-11-28T10:00:00+00:00"
@@ -226,9 +226,9 @@ def _observe(specs: list[FindingSpec], rule_id: str, flagged: set[str]) -> None:
     if isinstance(specs, Conclusions):
         snap, subject = specs.snapshot, BY_ID[rule_id].subject
         candidates = {
-            SubjectType.CONTAINER: {c.name for c in snap.containers},
-            SubjectType.NETWORK: {n.name for n in snap.networks},
-        }.get(subject, {specs.host_name or snap.engine.name})
+            "container": {c.name for c in snap.containers},
+            "network": {n.name for n in snap.networks},
+        }.get(str(subject), {specs.host_name or snap.engine.name})
         if candidates - flagged:
             seen.add("silent")
 
