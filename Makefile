@@ -1,4 +1,5 @@
-# Two commands: `make run` (the dashboard, embedded defaults) and `make test` (the suite).
+# Two commands: `make run` (the dashboard, embedded defaults) and `make test` (the suite);
+# `make test-fast` runs the fast layer alone, in seconds, without any server.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ export POSTURE_TEST_SLOT
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/posture$(if $(filter-out 0,$(POSTURE_TEST_SLOT)),_$(POSTURE_TEST_SLOT))
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/$(shell echo $$((15 - $(POSTURE_TEST_SLOT))))
 
-.PHONY: run run-deps test install install-dev system-deps services lint format bench docs clean
+.PHONY: run run-deps test test-fast install install-dev system-deps services lint format bench docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -58,6 +59,13 @@ test: install-dev system-deps run-deps services
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) POSTURE_VAR_DIR=$(CURDIR)/var/test \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The fast layer: every test that needs no Docker engine, PostgreSQL, Redis, Celery
+# worker, sshd or Chromium, on SQLite. tests/conftest.py marks the others `real` from
+# the fixtures they use; this is `pytest -m "not real"` with the servers' URLs unset.
+test-fast: install-dev run-deps
+	env -u DATABASE_URL -u REDIS_URL POSTURE_VAR_DIR=$(CURDIR)/var/test-fast-$(POSTURE_TEST_SLOT) \
+	  $(BIN)/python -m pytest -m "not real" $(PYTEST_ARGS)
+
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -73,4 +81,4 @@ bench: install-dev system-deps run-deps services
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) POSTURE_VAR_DIR=$(CURDIR)/var/bench $(BIN)/python -m tests.bench
 
 clean:
-	rm -rf var/test var/bench test-artifacts .pytest_cache
+	rm -rf var/test var/test-fast-* var/bench test-artifacts .pytest_cache

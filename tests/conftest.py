@@ -1,7 +1,13 @@
 """Fixtures every test file reuses: real engines, a real Celery worker, personas.
 
-Under ``CI=true`` a test that needs a real part (engine, PostgreSQL, Redis, Chromium)
-fails instead of skipping when the part is missing.
+Two layers. A test that uses a real part (a Docker engine, Redis, a Celery worker, sshd,
+Chromium, or PostgreSQL through ``need()``) is marked ``real`` here at collection, from
+the fixtures it uses; everything else is the fast layer (``make test-fast``, i.e.
+``pytest -m "not real"`` on SQLite). A test that reaches ``need()`` without the mark
+fails, so a new real-part test cannot hide in the fast layer.
+
+Under ``CI=true`` a test that needs a real part fails instead of skipping when the part
+is missing.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.test import override_settings
 
 from posture.models import DockerHost
 
@@ -22,12 +29,58 @@ from .sshd import Sshd, SshdUnavailable, start_sshd
 
 CI = os.environ.get("CI", "").lower() == "true"
 
+# Fixtures that bring up a real part; a test using any of them (directly or through
+# another fixture) is marked ``real``.
+REAL_FIXTURES = frozenset(
+    {
+        "engine_session",
+        "second_engine_session",
+        "exposed_engine_session",
+        "tls_engine_session",
+        "sshd",
+        "redis_url",
+        "celery_worker",
+        "browser",
+    }
+)
+REAL_MARKS = ("real", "slow", "browser")
+_running: list[pytest.Item] = []  # the test being set up or run, for need()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_FIXTURES & set(getattr(item, "fixturenames", ())) or any(item.get_closest_marker(m) for m in REAL_MARKS):
+            item.add_marker(pytest.mark.real)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()
+
 
 def need(reason: str) -> None:
-    """Skip locally, fail in CI: CI must exercise every real part."""
+    """Skip locally, fail in CI: CI must exercise every real part. Only a test marked
+    ``real`` may need one; any other is a real-part test that slipped into the fast layer."""
+    if _running and not _running[-1].get_closest_marker("real"):
+        pytest.fail(
+            f"{_running[-1].nodeid} needs a real part ({reason}) but is not marked real: use the fixture that provides the part, or @pytest.mark.real",
+            pytrace=False,
+        )
     if CI:
         pytest.fail(f"real part missing under CI=true: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    """Personas log in in most page tests; PBKDF2's million rounds would dominate the
+    fast layer. Hashing itself is Django's, not ours to test."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 def _start(name: str, index: int, extra: list[str] | None = None, external: str = "") -> TestEngine:

@@ -8,6 +8,10 @@ from posture.collector.snapshot import HostSnapshot
 from posture.collector.target import EngineTarget
 from posture.rules import FindingSpec, evaluate
 
+from .builders import hits, subjects
+
+__all__ = ["conclusions", "hits", "snapshot_of", "subjects"]
+
 
 def snapshot_of(url: str, *, insecure: bool = False, previous: HostSnapshot | None = None) -> HostSnapshot:
     return collect(EngineTarget(url=parse_engine_url(url), insecure=insecure, timeout=15), previous)
@@ -15,12 +19,3 @@ def snapshot_of(url: str, *, insecure: bool = False, previous: HostSnapshot | No
 
 def conclusions(url: str, *, insecure: bool = False) -> list[FindingSpec]:
     return evaluate(snapshot_of(url, insecure=insecure), host_name="test-host")
-
-
-def hits(specs: list[FindingSpec], rule_id: str) -> dict[str, FindingSpec]:
-    """The specs of one rule by subject name (plus ``#key`` where the rule keys items)."""
-    return {s.subject_name + (f"#{s.key}" if s.key else ""): s for s in specs if s.rule_id == rule_id}
-
-
-def subjects(specs: list[FindingSpec], rule_id: str) -> set[str]:
-    return {s.subject_name for s in specs if s.rule_id == rule_id}

@@ -17,6 +17,7 @@ from playwright.sync_api import sync_playwright
 from posture.models import DockerHost, Finding
 from posture.polling import poll
 
+from . import factories
 from .conftest import PASSWORD, need
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
@@ -76,12 +77,9 @@ def shot(page, name: str) -> None:
 
 
 @pytest.fixture
-def fleet(engine):
-    engine.container("pg", ports={"5432/tcp": 15932})
-    engine.container("edge", network_mode="host")
-    host = DockerHost.objects.create(name="web-1", url=engine.url, labels={"env": "prod"})
-    poll(host)
-    return host
+def fleet(transactional_db):
+    """A polled host as rows (a database on every interface, a host-network proxy)."""
+    return factories.polled("web-1", labels={"env": "prod"})
 
 
 @pytest.mark.parametrize("role", ["admin", "analyst", "viewer"])

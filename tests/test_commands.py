@@ -10,10 +10,15 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
+from django.test import RequestFactory
+from django.utils import timezone
 
 from posture.exports import JSON_KEYS
 from posture.management.commands.rulesdoc import render
-from posture.models import AuditEntry, DockerHost
+from posture.models import AuditEntry, DockerHost, HostStatus
+
+from . import factories
+from .builders import container, port, snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -24,9 +29,13 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def test_hosts_add_list_remove(engine):
-    assert "added edge-1" in run("hosts", "add", "edge-1", engine.url, "--interval", "120", "--label", "env=prod", "--label", "team=payments")
-    run("poll", "edge-1")
+def test_hosts_add_list_remove(db):
+    assert "added edge-1" in run(
+        "hosts", "add", "edge-1", "unix:///run/posture-test/edge-1.sock", "--interval", "120", "--label", "env=prod", "--label", "team=payments"
+    )
+    host, now = DockerHost.objects.get(name="edge-1"), timezone.now()
+    factories.poll_run(host, at=now)  # one good poll, as `poll edge-1` leaves it
+    DockerHost.objects.filter(pk=host.pk).update(last_status=HostStatus.OK, last_poll_at=now, last_success_at=now)
     (listed,) = json.loads(run("hosts", "list", "--format", "json"))
     assert {"name", "url", "enabled", "interval", "last_poll_at", "last_status", "last_error", "polls"} <= set(listed)
     assert (listed["name"], listed["interval"], listed["polls"], listed["last_status"]) == ("edge-1", 120, 1, "ok")
@@ -67,11 +76,8 @@ def test_poll_exits_1_with_one_clear_line_when_unreachable(tmp_path):
     assert err.getvalue().strip().splitlines() == [f"gone: cannot reach unix://{tmp_path}/gone.sock: no such file or directory"]
 
 
-def test_findings_formats(engine):
-    engine.container("pg", ports={"5432/tcp": 15732})
-    engine.container("idle", start=False, network_mode="host")
-    run("hosts", "add", "db-1", engine.url)
-    run("poll", "db-1")
+def test_findings_formats(db):
+    factories.polled("db-1", snapshot([container("pg", ports=[port(5432, 15732)]), container("idle", running=False, network_mode="host")]))
     records = json.loads(run("findings", "--host", "db-1"))
     assert records and all(tuple(r) == JSON_KEYS for r in records)
     pg = next(r for r in records if r["rule"] == "port-sensitive-service-exposed")
@@ -101,7 +107,7 @@ def test_docs_rules_md_is_generated_from_the_catalog():
 def test_users_are_created_with_a_role_and_can_change_it(db):
     out = run("users", "add", "dana", "--role", "Analyst", "--email", "dana@example.test")
     password = out.split("password: ")[1].split()[0]
-    user = authenticate(username="dana", password=password)
+    user = authenticate(RequestFactory().post("/login/"), username="dana", password=password)
     assert user and user.has_perm("posture.accept_risk") and not user.has_perm("posture.manage_hosts") and not user.is_staff
     run("users", "role", "dana", "Admin")
     user = type(user).objects.get(pk=user.pk)

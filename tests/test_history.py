@@ -1,22 +1,43 @@
 """Posture is a timeline: findings open, refresh, resolve, reopen and keep their
-identity across container re-creation; acceptances lapse; polls are claimed once."""
+identity across container re-creation; acceptances lapse; polls are claimed once.
+
+Each poll here applies a hand-built snapshot (what the collector would have read) to
+the host; the real engine appears only where the collector's own part is the point."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from posture.collector.snapshot import HostSnapshot
 from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, HostStatus, PollRun, PollStatus
 from posture.polling import poll
+from posture.rules import evaluate_all
 from posture.tasks import poll_host
 
+from . import factories
+from .builders import compose, container, port, snapshot
 from .fake_engines import serving
 
 pytestmark = pytest.mark.django_db
 
-COMPOSE = {"com.docker.compose.project": "shop", "com.docker.compose.service": "db", "com.docker.compose.container-number": "1"}
+COMPOSE = compose("shop", "db")
+EMPTY = snapshot()
+
+
+def poll_of(host: DockerHost, snap: HostSnapshot) -> PollRun:
+    """One poll whose engine answered with ``snap``: the part of polling after collection."""
+    run = PollRun.begin(host, uuid.uuid4().hex)
+    host.apply_snapshot(snap, evaluate_all(snap, host_name=host.name), run)
+    return run
+
+
+@pytest.fixture
+def host(db) -> DockerHost:
+    return factories.host("h1", last_status=HostStatus.NEW, last_poll_at=None, last_success_at=None, next_poll_at=None)
 
 
 def open_rules(host: DockerHost, subject: str) -> set[str]:
@@ -27,11 +48,9 @@ def kinds(finding: Finding) -> list[str]:
     return list(finding.events.values_list("kind", flat=True))
 
 
-def test_a_container_added_between_polls_opens_a_finding_first_seen_at_that_poll(engine, make_host):
-    host = make_host("h1", engine)
-    poll(host)
-    engine.container("late-db", ports={"5432/tcp": 15532})
-    second = poll(host)
+def test_a_container_added_between_polls_opens_a_finding_first_seen_at_that_poll(host):
+    poll_of(host, EMPTY)
+    second = poll_of(host, snapshot([container("late-db", ports=[port(5432, 15532)])]))
     finding = Finding.objects.get(host=host, rule_id="port-sensitive-service-exposed")
     assert finding.first_seen == second.started_at and finding.last_seen == second.started_at
     assert kinds(finding) == [EventKind.OPENED]
@@ -39,89 +58,71 @@ def test_a_container_added_between_polls_opens_a_finding_first_seen_at_that_poll
     assert second.opened >= 1
 
 
-def test_a_removed_container_resolves_its_findings(engine, make_host):
-    host = make_host("h1", engine)
-    engine.container("edge", network_mode="host")
-    poll(host)
-    engine.remove("edge")
-    run = poll(host)
+def test_a_removed_container_resolves_its_findings(host):
+    poll_of(host, snapshot([container("edge", network_mode="host")]))
+    run = poll_of(host, EMPTY)
     finding = Finding.objects.get(host=host, rule_id="host-network")
     assert finding.status == FindingStatus.RESOLVED and finding.resolved_at == run.started_at
     assert kinds(finding) == [EventKind.OPENED, EventKind.RESOLVED]
     assert run.resolved >= 1
 
 
-def test_a_recreated_container_keeps_its_history_and_reopens(engine, make_host):
-    host = make_host("h1", engine)
-    engine.container("edge", network_mode="host")
-    first = poll(host)
-    engine.remove("edge")
-    poll(host)
-    engine.container("edge", network_mode="host")
-    poll(host)
+def test_a_recreated_container_keeps_its_history_and_reopens(host):
+    first = poll_of(host, snapshot([container("edge", network_mode="host", id="1" * 64)]))
+    poll_of(host, EMPTY)
+    poll_of(host, snapshot([container("edge", network_mode="host", id="2" * 64)]))  # a new container id
     finding = Finding.objects.get(host=host, rule_id="host-network")
     assert finding.status == FindingStatus.OPEN and finding.first_seen == first.started_at
     assert kinds(finding) == [EventKind.OPENED, EventKind.RESOLVED, EventKind.REOPENED]
 
 
-def test_compose_identity_survives_a_new_container_name(engine, make_host):
-    host = make_host("h1", engine)
-    engine.container("shop-db-1", ports={"5432/tcp": 15533}, labels=COMPOSE)
-    poll(host)
-    engine.remove("shop-db-1")
-    engine.container("shop_db_1", ports={"5432/tcp": 15533}, labels=COMPOSE)  # compose v1 naming
-    poll(host)
+def test_compose_identity_survives_a_new_container_name(host):
+    poll_of(host, snapshot([container("shop-db-1", ports=[port(5432, 15533)], labels=COMPOSE)]))
+    poll_of(host, snapshot([container("shop_db_1", ports=[port(5432, 15533)], labels=COMPOSE)]))  # compose v1 naming
     finding = Finding.objects.get(host=host, rule_id="port-sensitive-service-exposed")
     assert finding.subject_key == "shop/db" and finding.subject_name == "shop_db_1"
     assert kinds(finding) == [EventKind.OPENED]
 
 
-def test_the_same_snapshot_twice_changes_nothing_but_last_seen(engine, make_host):
-    host = make_host("h1", engine)
-    engine.container("edge", network_mode="host", cap_add=["NET_ADMIN"])
-    poll(host)
+def test_the_same_snapshot_twice_changes_nothing_but_last_seen(host):
+    edge = snapshot([container("edge", network_mode="host", cap_add=("NET_ADMIN",))])
+    poll_of(host, edge)
     events = FindingEvent.objects.count()
     snapshots = host.snapshots.count()
-    again = poll(host)
+    # Taken later and more cheaply (reused inspects): the same engine state all the same.
+    again = poll_of(host, snapshot(edge.containers, collected_at="2026-11-28T10:05:00+00:00", api_calls=4, inspects_reused=1))
     assert FindingEvent.objects.count() == events
     assert host.snapshots.count() == snapshots and again.snapshot_changed is False
     assert set(Finding.objects.filter(host=host).values_list("last_seen", flat=True)) == {again.started_at}
 
 
-def test_a_changed_configuration_is_an_event(engine, make_host):
-    host = make_host("h1", engine)
-    engine.container("svc", ports={"80/tcp": 18480})
-    poll(host)
-    engine.container("svc", ports={"80/tcp": 18481})
-    run = poll(host)
+def test_a_changed_configuration_is_an_event(host):
+    poll_of(host, snapshot([container("svc", ports=[port(80, 18480)])]))
+    run = poll_of(host, snapshot([container("svc", ports=[port(80, 18481)])]))
     finding = Finding.objects.get(host=host, rule_id="port-all-interfaces")
     change = finding.events.get(kind=EventKind.CHANGED)
     assert change.poll == run and "evidence" in change.detail
 
 
-def test_stopping_a_container_keeps_the_finding_open_but_marks_it_not_running(engine, make_host):
-    host = make_host("h1", engine)
-    box = engine.container("edge", network_mode="host")
-    poll(host)
+def test_stopping_a_container_keeps_the_finding_open_but_marks_it_not_running(host):
+    poll_of(host, snapshot([container("edge", network_mode="host")]))
     score_running = DockerHost.objects.get(pk=host.pk).risk_score
-    box.stop(timeout=0)
-    poll(host)
+    poll_of(host, snapshot([container("edge", network_mode="host", running=False)]))
     finding = Finding.objects.get(host=host, rule_id="host-network")
     assert finding.status == FindingStatus.OPEN and finding.running is False
     assert DockerHost.objects.get(pk=host.pk).risk_score < score_running
 
 
-def test_accepted_findings_leave_the_score_until_the_acceptance_expires(engine, make_host, analyst):
-    host = make_host("h1", engine)
-    engine.container("pg", ports={"5432/tcp": 15534})
-    poll(host)
+def test_accepted_findings_leave_the_score_until_the_acceptance_expires(host, analyst):
+    pg = snapshot([container("pg", ports=[port(5432, 15534)])])
+    poll_of(host, pg)
     before = DockerHost.objects.get(pk=host.pk).risk_score
     finding = Finding.objects.get(host=host, rule_id="port-sensitive-service-exposed")
     until = timezone.now() + timedelta(days=7)
     finding.accept(by=analyst, until=until, justification="Behind the VPN firewall; ticket SEC-42")
     accepted = DockerHost.objects.get(pk=host.pk).risk_score
     assert accepted < before
-    poll(host)  # a poll keeps the acceptance
+    poll_of(host, pg)  # a poll keeps the acceptance
     assert Finding.objects.get(pk=finding.pk).status == FindingStatus.ACCEPTED
     assert DockerHost.objects.get(pk=host.pk).risk_score == accepted
 
@@ -133,18 +134,15 @@ def test_accepted_findings_leave_the_score_until_the_acceptance_expires(engine, 
     assert finding.events.get(kind=EventKind.ACCEPTED).actor == analyst
 
 
-def test_events_are_append_only(engine, make_host):
-    host = make_host("h1", engine)
-    engine.container("edge", network_mode="host")
-    poll(host)
+def test_events_are_append_only(host):
+    poll_of(host, snapshot([container("edge", network_mode="host")]))
     event = FindingEvent.objects.first()
     event.kind = EventKind.RESOLVED
     with pytest.raises(ValueError, match="append-only"):
         event.save()
 
 
-def test_a_duplicate_dispatch_claims_nothing(make_host, engine):
-    host = make_host("h1", engine)
+def test_a_duplicate_dispatch_claims_nothing(host):
     now = timezone.now()
     stale_copy = DockerHost.objects.get(pk=host.pk)
     assert host.claim_dispatch(now) is True
@@ -152,8 +150,7 @@ def test_a_duplicate_dispatch_claims_nothing(make_host, engine):
     assert DockerHost.objects.due_for_poll(now).count() == 0
 
 
-def test_the_poll_lease_admits_one_task_and_its_redelivery(make_host, engine):
-    host = make_host("h1", engine)
+def test_the_poll_lease_admits_one_task_and_its_redelivery(host):
     assert host.acquire_lease("task-a")
     assert not host.acquire_lease("task-b")
     assert host.acquire_lease("task-a")  # the same task, re-delivered after its worker died
@@ -162,16 +159,14 @@ def test_the_poll_lease_admits_one_task_and_its_redelivery(make_host, engine):
     assert host.acquire_lease("task-b")
 
 
-def test_an_expired_lease_is_taken_over(make_host, engine):
-    host = make_host("h1", engine)
+def test_an_expired_lease_is_taken_over(host):
     assert host.acquire_lease("dead-task", now=timezone.now() - timedelta(hours=1))
     assert host.acquire_lease("new-task")
 
 
-def test_a_poll_cut_short_is_marked_lost_by_the_next(make_host, engine):
-    host = make_host("h1", engine)
+def test_a_poll_cut_short_is_marked_lost_by_the_next(host):
     orphan = PollRun.begin(host, "dead-task")
-    poll(host)
+    poll(host)  # the engine is not there; the next poll still closes the orphan
     orphan.refresh_from_db()
     assert orphan.status == PollStatus.LOST and "stopped before it finished" in orphan.error
 
@@ -184,10 +179,8 @@ def test_an_unreachable_host_is_marked_with_its_error(make_host, tmp_path):
     assert host.last_status == HostStatus.UNREACHABLE and "no such file or directory" in host.last_error
 
 
-def test_a_host_without_a_good_poll_for_three_intervals_is_stale(engine, make_host):
-    host = make_host("h1", engine, poll_interval=60)
-    poll(host)
-    host.refresh_from_db()
+def test_a_host_without_a_good_poll_for_three_intervals_is_stale(db):
+    host = factories.host("h1", poll_interval=60)
     assert host.display_status == "ok"
     DockerHost.objects.filter(pk=host.pk).update(last_success_at=timezone.now() - timedelta(seconds=181))
     host.refresh_from_db()

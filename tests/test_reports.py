@@ -1,4 +1,6 @@
-"""PDF reports from real polls: read back, rendered to images, delivered once per period."""
+"""PDF reports from polled hosts' rows: read back, rendered to images, delivered once per
+period. The hosts are built by ``tests.factories``; only the two-worker test needs real
+parts (Redis, PostgreSQL, Celery workers)."""
 
 from __future__ import annotations
 
@@ -17,12 +19,13 @@ from pypdf import PdfReader
 from weasyprint import HTML
 
 from posture.models import DockerHost, EventKind, Finding, FindingEvent, Frequency, Report, ReportSchedule, ReportStatus
-from posture.polling import poll
 from posture.reports import context
 from posture.reports.generate import generate
 from posture.reports.pdf import StaticOnlyFetcher, render_pdf, static_roots
 from posture.tasks import dispatch_reports
 
+from . import factories
+from .builders import container, port, snapshot
 from .conftest import need
 from .processes import CeleryProcesses, process_env
 from .waiting import wait_for
@@ -34,14 +37,10 @@ def pdf_text(data: bytes) -> str:
 
 
 @pytest.fixture
-def two_polled_hosts(engine, second_engine, db, analyst):
-    engine.container("pg", ports={"5432/tcp": 16032}, labels={"note": "<b>not bold</b>"})
-    engine.container("edge", network_mode="host")
-    second_engine.container("cache", ports={"6379/tcp": 16079})
-    one = DockerHost.objects.create(name="prod-db-1", url=engine.url, labels={"env": "prod"})
-    two = DockerHost.objects.create(name="stage-cache-1", url=second_engine.url, labels={"env": "stage"})
-    poll(one)
-    poll(two)
+def two_polled_hosts(db, analyst):
+    db_host = snapshot([container("pg", ports=[port(5432, 16032)], labels={"note": "<b>not bold</b>"}), container("edge", network_mode="host")])
+    one = factories.polled("prod-db-1", db_host, labels={"env": "prod"})
+    two = factories.polled("stage-cache-1", snapshot([container("cache", ports=[port(6379, 16079)])]), labels={"env": "stage"})
     accepted = Finding.objects.get(host=two, rule_id="port-sensitive-service-exposed")
     accepted.accept(by=analyst, until=timezone.now() + timedelta(days=10), justification="Stage cache behind the VPN, ticket SEC-9")
     return one, two
@@ -82,23 +81,19 @@ def test_a_report_scoped_by_label_leaves_other_hosts_out(two_polled_hosts, tmp_p
 
 
 @pytest.mark.django_db
-def test_report_context_queries_do_not_grow_with_hosts(engine, make_host, django_assert_max_num_queries):
-    engine.container("pg", ports={"5432/tcp": 16033})
-    for i in range(3):
-        poll(make_host(f"h{i}", engine))
+def test_report_context_queries_do_not_grow_with_hosts(django_assert_max_num_queries):
+    factories.polled_hosts(f"h{i}" for i in range(3))
     end = timezone.now()
     with django_assert_max_num_queries(12) as few:
         context.build(labels={}, start=end - timedelta(days=7), end=end, title="t")
-    for i in range(3, 9):
-        poll(make_host(f"h{i}", engine))
+    factories.polled_hosts(f"h{i}" for i in range(3, 9))
     with django_assert_max_num_queries(len(few.captured_queries)):
         context.build(labels={}, start=end - timedelta(days=7), end=end, title="t")
 
 
 @pytest.mark.django_db
-def test_engine_values_stay_text_in_the_pdf(engine, make_host):
-    host = make_host("h", engine)
-    poll(host)
+def test_engine_values_stay_text_in_the_pdf(db):
+    host = factories.polled("h", snapshot())
     Finding.objects.create(
         host=host, fingerprint="x", rule_id="privileged", severity="critical", subject_type="container", subject_key="evil", subject_name="<img src='file:///etc/passwd'>", title="Container runs privileged",
         remediation="<script>alert(1)</script>", first_seen=timezone.now(), last_seen=timezone.now(),
@@ -162,11 +157,11 @@ def test_a_due_schedule_makes_one_report_and_mails_it(two_polled_hosts):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_a_schedule_fires_once_per_period_under_two_workers(engine, redis_url, tmp_path):
+def test_a_schedule_fires_once_per_period_under_two_workers(redis_url, tmp_path):
     if connection.vendor != "postgresql":
         need("worker processes share the test database only on PostgreSQL")
     redis.Redis.from_url(redis_url).flushdb()
-    poll(DockerHost.objects.create(name="h", url=engine.url))
+    factories.polled("h")
     schedule = ReportSchedule.objects.create(name="daily", frequency=Frequency.DAILY, recipients="sec@example.test")
     ReportSchedule.objects.filter(pk=schedule.pk).update(next_run_at=timezone.now() - timedelta(seconds=5))
     env = process_env(

@@ -19,12 +19,18 @@ from .pki import CA
 pytestmark = pytest.mark.django_db
 
 
-def tls_host(engine, client=None, ca=None, name="tls-1") -> DockerHost:
+def tls_host(engine, client=None, ca=None, name="tls-1", url="") -> DockerHost:
     opts = ["--tls-ca", str(ca or engine.ca.path)]
     if client:
         opts += ["--tls-cert", str(client.cert), "--tls-key", str(client.key)]
-    call_command("hosts", "add", name, engine.tcp_url, *opts, stdout=io.StringIO())
+    call_command("hosts", "add", name, url or engine.tcp_url, *opts, stdout=io.StringIO())
     return DockerHost.objects.get(name=name)
+
+
+@pytest.fixture
+def ca(tmp_path) -> CA:
+    """A CA of our own, for tests of what happens to credentials before any engine is asked."""
+    return CA(tmp_path / "pki")
 
 
 def test_a_tls_engine_with_a_client_certificate_is_polled(tls_engine):
@@ -60,9 +66,8 @@ def test_the_server_is_verified_against_the_hosts_own_ca(tls_engine, tmp_path):
     assert "certificate verify failed" in run.error
 
 
-def test_credentials_are_ciphertext_in_the_database(tls_engine):
-    client = tls_engine.ca.issue("posture-client", server=False)
-    host = tls_host(tls_engine, client)
+def test_credentials_are_ciphertext_in_the_database(ca):
+    host = tls_host(None, ca.issue("posture-client", server=False), ca=ca.path, url="tcp://127.0.0.1:23998")
     with connection.cursor() as cursor:
         cursor.execute("SELECT tls_ca, tls_cert, tls_key FROM posture_dockerhost WHERE id = %s", [host.pk])
         stored = cursor.fetchone()
@@ -71,8 +76,8 @@ def test_credentials_are_ciphertext_in_the_database(tls_engine):
     assert "PRIVATE KEY" in DockerHost.objects.get(pk=host.pk).tls_key
 
 
-def test_credentials_are_decrypted_into_private_files_for_the_poll_only(tls_engine):
-    host = tls_host(tls_engine, tls_engine.ca.issue("posture-client", server=False))
+def test_credentials_are_decrypted_into_private_files_for_the_poll_only(ca):
+    host = tls_host(None, ca.issue("posture-client", server=False), ca=ca.path, url="tcp://127.0.0.1:23998")
     with credentials(host) as creds:
         target = creds.target
         workdir = target.tls_key.parent
