@@ -58,6 +58,8 @@ class Hit:
 class RuleContext:
     snapshot: HostSnapshot
     host_name: str = ""
+    # Facts several rules derive from the whole snapshot, computed once per evaluation.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def network_chain(self, container: Container) -> list[Container]:
         """Follow ``container:<id>`` network modes to the container that owns the namespace."""
