@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.models import Count, Q
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.utils import timezone
 
 from .models.choices import SEVERITY_RANK, FindingStatus, HostStatus, PollStatus
@@ -50,6 +51,10 @@ class HostQuerySet(models.QuerySet):
 
     def with_poll_counts(self) -> HostQuerySet:
         return self.annotate(completed_polls=Count("polls", filter=Q(polls__status=PollStatus.OK)))
+
+    def with_listener_errors(self) -> HostQuerySet:
+        """``listeners_error``: why the last stored snapshot has no host listeners, if it says."""
+        return self.annotate(listeners_error=KeyTextTransform("listeners_error", KeyTransform("host", "snapshot__data")))
 
     def with_labels(self, labels: dict[str, str]) -> HostQuerySet:
         qs = self

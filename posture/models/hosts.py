@@ -64,6 +64,11 @@ class DockerHost(models.Model):
     )
     labels = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
+    host_listeners = models.BooleanField(
+        "read host listeners",
+        default=False,
+        help_text="Also read the host's listening sockets (ssh:// hosts, or unix:// on this machine) and, over SSH, its firewall rules, read-only.",
+    )
     # Write-only credentials, Fernet ciphertext at rest.
     tls_ca = EncryptedTextField(blank=True)
     tls_cert = EncryptedTextField(blank=True)
@@ -135,6 +140,9 @@ class DockerHost(models.Model):
             "last_error": self.last_error,
             "polls": getattr(self, "completed_polls", None),
             "risk_score": self.risk_score,
+            "host_listeners": self.host_listeners,
+            # Annotated by HostQuerySet.with_listener_errors(), read from the stored snapshot.
+            "listeners_error": getattr(self, "listeners_error", None) or "",
         }
 
     # --- scheduling -------------------------------------------------------------
@@ -187,6 +195,7 @@ class DockerHost(models.Model):
                 tls_key=files["tls_key"],
                 ssh_key=files["ssh_key"],
                 ssh_known_hosts=files["ssh_known_hosts"],
+                host_listeners=self.host_listeners,
             )
             pinned = (workdir / "ssh_known_hosts").read_text() if ssh else ""
             if ssh and pinned.strip() != self.ssh_known_hosts.strip():
