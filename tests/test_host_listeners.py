@@ -123,11 +123,12 @@ def test_only_the_fixed_commands_can_be_run_over_ssh(tmp_path):
 
 def test_an_ssh_host_reads_listeners_and_the_firewall_over_ssh(engine, sshd):
     engine.container("edge", network_mode="host")
+    engine.container("app")
     url = f"ssh://root@127.0.0.1:{sshd.port}{engine.socket}"
     call_command("hosts", "add", "ssh-host", url, "--ssh-key", str(sshd.client_key), "--host-listeners", stdout=io.StringIO())
     host = DockerHost.objects.get(name="ssh-host")
     assert host.host_listeners
-    with listening("127.0.0.1") as private:
+    with listening("127.0.0.1") as private, listening("0.0.0.0") as public:
         run = host.poll()
         assert run.status == PollStatus.OK, run.error
         state = host.snapshot.data["host"]
@@ -138,6 +139,21 @@ def test_an_ssh_host_reads_listeners_and_the_firewall_over_ssh(engine, sshd):
         spec = reach[f"edge#tcp/127.0.0.1:{private}"]
         assert spec.evidence["listeners_read_with"] == "ss -Hltnup" and spec.evidence["process"].startswith(("python", "pytest"))
         assert f"edge#tcp/127.0.0.1:{sshd.port}" in reach  # the sshd itself: a loopback service too
+        assert f"app#tcp/0.0.0.0:{public}" in findings(host, "bridge-reaches-host-listener")
     assert host.poll().status == PollStatus.OK
     assert f"edge#tcp/127.0.0.1:{private}" in findings(host, "host-network-reaches-listener", FindingStatus.RESOLVED)
+    assert f"app#tcp/0.0.0.0:{public}" in findings(host, "bridge-reaches-host-listener", FindingStatus.RESOLVED)
     assert listing("ssh-host")["listeners_error"] == ""
+
+
+def test_the_host_form_turns_host_listeners_on_and_the_host_page_shows_it(client, admin, engine):
+    client.force_login(admin)
+    response = client.post("/hosts/new/", {"name": "form-host", "url": engine.url, "poll_interval": 60, "enabled": "on", "host_listeners": "on"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    host = DockerHost.objects.get(name="form-host")
+    assert host.host_listeners
+    assert 'name="host_listeners"' in client.get("/hosts/form-host/edit/").content.decode()
+    assert "Host listeners: read at every poll" in client.get("/hosts/form-host/").content.decode()
+    host.poll()
+    page = client.get("/hosts/form-host/").content.decode()
+    assert "found with /proc/net" in page and "firewall not read: firewall rules are read over SSH only" in page

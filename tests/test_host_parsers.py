@@ -11,10 +11,11 @@ import pytest
 from posture.collector import listeners
 from posture.collector.firewall import FirewallParseError, combine, parse_iptables_save, parse_nft_ruleset
 from posture.collector.hostio import read_proc_net
-from posture.collector.snapshot import Listener
+from posture.collector.snapshot import HostSnapshot, HostState, Listener
 from posture.rules.firewall import docker_user_restrictions, input_verdict
 
 from .conftest import need
+from .snapshots import container, snapshot
 
 HOST = Path(__file__).parent / "fixtures" / "host"
 FIREWALL = Path(__file__).parent / "fixtures" / "firewall"
@@ -192,3 +193,24 @@ def test_the_live_hosts_iptables_save_is_read_read_only():
         nft = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, timeout=30)
         if nft.returncode == 0:
             assert combine(live, parse_nft_ruleset(nft.stdout)) is not None
+
+
+# --- the snapshot carries it all, and round-trips --------------------------------------
+
+
+def test_host_state_round_trips_and_old_snapshots_still_decode():
+    state = HostState(listeners=listeners.parse_ss((HOST / "ss-Hltnup.txt").read_text()), listeners_source="ss -Hltnup", firewall=fw("ufw-docker.iptables"))
+    snap = snapshot(container("web"), host=state)
+    again = HostSnapshot.from_json(snap.to_json())
+    assert again == snap and again.digest() == snap.digest()
+    assert again.host.firewall.docker_forwards[0].ports == ("5432",)
+    # A listener that goes away changes the digest: the poll stores a new snapshot.
+    fewer = snapshot(container("web"), host=HostState(listeners=state.listeners[1:], listeners_source="ss -Hltnup", firewall=state.firewall))
+    assert fewer.digest() != snap.digest()
+    # Snapshots stored before these fields existed decode with their defaults.
+    old = snap.to_dict()
+    del old["host"]
+    for network in old["networks"]:
+        del network["gateways"]
+    decoded = HostSnapshot.from_dict(old)
+    assert decoded.host is None and decoded.networks[0].gateways == ()
