@@ -71,6 +71,10 @@ def test_published_ports_are_not_counted_as_host_services():
         host=host(proxy, same_port),
     )
     assert found(snap, "host-network-reaches-listener") == {} and found(snap, "bridge-reaches-host-listener") == {}
+    # The same port number on another address is a host service of its own.
+    other = Listener("192.0.2.10", 8080, "tcp", "nginx")
+    snap = snapshot(container("web", port_bindings=(port(80, 8080, "127.0.0.1"),)), container("edge", network_mode="host"), host=host(other))
+    assert set(found(snap, "host-network-reaches-listener")) == {"edge#tcp/192.0.2.10:8080"}
 
 
 def test_without_host_listeners_the_rules_are_silent_and_a_read_error_is_reported():

@@ -43,6 +43,9 @@ COMMANDS = frozenset({SS, PROC_NET, IPTABLES, f"sudo -n {IPTABLES}", NFT, f"sudo
 MAX_OUTPUT = 8 * 1024 * 1024  # a firewall of a busy Kubernetes node runs to a few MiB
 MAX_FDS_SCANNED = 200_000  # bound the /proc/PID/fd walk on a host with very many sockets
 NOT_FOUND = 127  # the shell's "command not found"
+# All of a poll's host reading shares this many engine timeouts, so it stays well inside
+# the poll's time limit however many commands fail slowly.
+BUDGET_TIMEOUTS = 3
 SUDO_HINT = f"allow the SSH user `sudo -n` for exactly `{IPTABLES}` and `{NFT}`, e.g. in sudoers: USER ALL=(root) NOPASSWD: /usr/sbin/iptables-save, /usr/sbin/nft list ruleset"
 
 
@@ -158,6 +161,7 @@ class SshSession:
         strict = "yes" if target.ssh_known_hosts else "accept-new"
         self.options = _ssh_options(target, target.ssh_known_hosts or workdir / "known_hosts", strict)
         self.master: subprocess.Popen[bytes] | None = None
+        self.deadline = time.monotonic() + BUDGET_TIMEOUTS * target.timeout
 
     def __enter__(self) -> SshSession:
         cmd = ["ssh", "-N", "-M", "-S", str(self.control), "-o", "ControlPersist=no", *self.options, "--", self.target.url.host]
@@ -188,11 +192,14 @@ class SshSession:
         if command not in COMMANDS:
             raise ValueError(f"not an allowed host command: {command!r}")
         cmd = ["ssh", "-S", str(self.control), "-o", "ControlMaster=no", *self.options, "--", self.target.url.host, command]
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            return 124, "", f"`{command}` was not run: reading the host took its whole {BUDGET_TIMEOUTS * self.target.timeout:g}s"
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             try:
-                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=self.target.timeout * 3, check=False)
+                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=left, check=False)
             except subprocess.TimeoutExpired:
-                return 124, "", f"`{command}` did not finish within {self.target.timeout * 3:g}s"
+                return 124, "", f"`{command}` did not finish within the {BUDGET_TIMEOUTS * self.target.timeout:g}s given to reading the host"
             size = out.seek(0, os.SEEK_END)
             if size > MAX_OUTPUT:
                 return 1, "", f"`{command}` printed {size} bytes, more than the {MAX_OUTPUT} Posture reads"

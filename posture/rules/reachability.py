@@ -70,14 +70,22 @@ def bound_to(listener: Listener) -> str:
     return "loopback only" if is_loopback(listener.address) else f"address {listener.address} only"
 
 
-def _published_host_ports(ctx: RuleContext) -> set[tuple[int, str]]:
-    """Host ports that are containers' own publications: the port rules judge those."""
-    ports = set()
+def _publications(ctx: RuleContext) -> dict[tuple[int, str], set[str]]:
+    """Host ports that are containers' own publications, with their addresses: the port
+    rules judge those, not these."""
+    ports: dict[tuple[int, str], set[str]] = {}
     for container in ctx.snapshot.containers:
         for eff in effective(container, ctx):
             if eff.host_port is not None:
-                ports.add((eff.host_port, eff.configured.protocol))
+                ports.setdefault((eff.host_port, eff.configured.protocol), set()).update(eff.addresses)
     return ports
+
+
+def _is_publication(listener: Listener, published: dict[tuple[int, str], set[str]]) -> bool:
+    if listener.process == "docker-proxy":
+        return True
+    addresses = published.get((listener.port, listener.protocol), set())
+    return listener.address in addresses or (is_any(listener.address) and any(is_any(a) for a in addresses))
 
 
 def host_listeners(ctx: RuleContext) -> list[Listener]:
@@ -86,8 +94,8 @@ def host_listeners(ctx: RuleContext) -> list[Listener]:
     if state is None:
         return []
     if "host_listeners" not in ctx.memo:
-        published = _published_host_ports(ctx)
-        own = [x for x in state.listeners if x.process != "docker-proxy" and (x.port, x.protocol) not in published]
+        published = _publications(ctx)
+        own = [x for x in state.listeners if not _is_publication(x, published)]
         ctx.memo["host_listeners"] = sorted(own, key=lambda x: (not is_loopback(x.address), x.protocol, x.port, x.address))
     return ctx.memo["host_listeners"]
 
