@@ -25,10 +25,11 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
 
 # Debian packages the suite drives for real: engines, busybox for the test image,
-# Chromium for the browser tests, sshd for ssh:// hosts, fonts and poppler for PDFs.
+# Chromium for the browser tests, sshd for ssh:// hosts, fonts and poppler for PDFs,
+# Graphviz for the topology.
 system-deps:
 	@missing=""; \
-	for pair in dockerd:docker.io busybox:busybox-static chromium:chromium sshd:openssh-server pdftoppm:poppler-utils; do \
+	for pair in dockerd:docker.io busybox:busybox-static chromium:chromium sshd:openssh-server pdftoppm:poppler-utils dot:graphviz; do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -42,11 +43,11 @@ services:
 	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
 	@for i in $$(seq 1 30); do pg_isready -h 127.0.0.1 -q && redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && exit 0; sleep 1; done; echo "PostgreSQL or Redis did not come up"; exit 1
 
-# WeasyPrint needs Pango and a font for the PDF reports.
+# WeasyPrint needs Pango and a font for the PDF reports; the topology needs Graphviz's dot.
 run-deps:
-	@if ! ldconfig -p | grep -q libpangoft2 || ! fc-list 2>/dev/null | grep -qi dejavu; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpangoft2-1.0-0 fonts-dejavu-core >/dev/null; \
-	  else echo "PDF reports need Debian's libpangoft2-1.0-0 and fonts-dejavu-core (run as root to install)"; fi; \
+	@if ! ldconfig -p | grep -q libpangoft2 || ! fc-list 2>/dev/null | grep -qi dejavu || ! command -v dot >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpangoft2-1.0-0 fonts-dejavu-core graphviz >/dev/null; \
+	  else echo "PDF reports and topologies need Debian's libpangoft2-1.0-0, fonts-dejavu-core and graphviz (run as root to install)"; fi; \
 	fi
 
 run: install run-deps

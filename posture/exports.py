@@ -106,4 +106,7 @@ def host_listing(host: DockerHost) -> dict[str, object]:
         "last_error": host.last_error,
         "polls": getattr(host, "completed_polls", None),
         "risk_score": host.risk_score,
+        "host_listeners": host.host_listeners,
+        # Annotated by HostQuerySet.with_listener_errors(), read from the stored snapshot.
+        "listeners_error": getattr(host, "listeners_error", None) or "",
     }

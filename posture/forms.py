@@ -25,7 +25,7 @@ class HostForm(forms.ModelForm):
 
     class Meta:
         model = DockerHost
-        fields = ["name", "url", "insecure", "poll_interval", "enabled"]
+        fields = ["name", "url", "insecure", "poll_interval", "enabled", "host_listeners"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -71,6 +71,7 @@ def credentials(host: DockerHost) -> Iterator[Credentials]:
             tls_key=files["tls_key"],
             ssh_key=files["ssh_key"],
             ssh_known_hosts=files["ssh_known_hosts"],
+            host_listeners=host.host_listeners,
         )
         yield Credentials(target=target, known_hosts=files["ssh_known_hosts"])
     finally:

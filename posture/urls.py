@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 from django.views.generic import RedirectView
 
-from .views import auth, findings, fleet, hosts, reports, rules
+from .views import auth, findings, fleet, hosts, reports, rules, topology
 
 urlpatterns = [
     path("", fleet.fleet, name="fleet"),
@@ -18,6 +18,7 @@ urlpatterns = [
     path("hosts/<str:name>/delete/", hosts.host_delete, name="host-delete"),
     path("hosts/<str:name>/poll/", hosts.poll_now, name="host-poll"),
     path("hosts/<str:name>/poll/status/", hosts.poll_status, name="host-poll-status"),
+    path("hosts/<str:name>/topology/", topology.host_topology, name="host-topology"),
     path("hosts/<str:host>/findings/<int:pk>/", findings.finding_detail, name="finding"),
     path("hosts/<str:host>/findings/<int:pk>/accept/", findings.finding_accept, name="finding-accept"),
     path("reports/", reports.reports, name="reports"),

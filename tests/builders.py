@@ -68,6 +68,16 @@ def compose(project: str, service: str, number: int = 1) -> dict[str, str]:
     return {"com.docker.compose.project": project, "com.docker.compose.service": service, "com.docker.compose.container-number": str(number)}
 
 
+def _in_force(bindings: tuple[PortBinding, ...]) -> tuple[PortBinding, ...]:
+    """What a running engine reports in NetworkSettings.Ports: a port published without an
+    address is bound on 0.0.0.0 and on ::, one entry each."""
+    bound: list[PortBinding] = []
+    for b in bindings:
+        addresses = ("0.0.0.0", "::") if b.host_ip == "" else (b.host_ip,)
+        bound += [PortBinding(container_port=b.container_port, protocol=b.protocol, host_ip=a, host_port=b.host_port) for a in addresses]
+    return tuple(bound)
+
+
 def container(
     name: str,
     *,
@@ -103,7 +113,7 @@ def container(
         "port_bindings": bindings,
         # docker run -p also records the port as exposed; live bindings exist while it runs.
         "exposed_ports": exposed,
-        "bound_ports": bindings if running else (),
+        "bound_ports": _in_force(bindings) if running else (),
         "ipc_mode": "private",
         "sysctls": frozen_map(sysctls),
     }

@@ -148,3 +148,19 @@ def test_a_viewer_cannot_poll_or_accept(page, viewer, fleet):
     )
     assert status == 403
     shot(page, "viewer-finding")
+
+
+def test_the_topology_draws_under_the_strict_csp(page, viewer, engine):
+    engine.container("pg", ports={"5432/tcp": 15933})
+    engine.container("edge", network_mode="host")
+    host = DockerHost.objects.create(name="web-3", url=engine.url, host_listeners=True)
+    poll(host)
+    login(page, viewer)
+    page.goto("/hosts/web-3/")
+    page.click("text=Topology")
+    page.wait_for_url("**/hosts/web-3/topology/")
+    graph = page.locator("figure.topology svg")
+    assert graph.count() == 1 and graph.bounding_box()["width"] > 200
+    drawn = page.locator("figure.topology").inner_text()
+    assert "outside" in drawn and "host network namespace" in drawn
+    shot(page, "viewer-topology")

@@ -28,6 +28,7 @@ import docker.tls
 import requests.exceptions
 from cryptography import x509
 
+from . import hostio
 from .parse import MalformedAnswer, build_snapshot
 from .snapshot import Connection, Container, HostSnapshot
 from .target import EngineTarget
@@ -246,7 +247,8 @@ def collect(target: EngineTarget, previous: HostSnapshot | None = None, *, worke
     connection = Connection(scheme=url.scheme, address=str(url), tls=target.uses_tls, client_cert=bool(target.tls_cert))
     with open_client(target) as (client, version):
         try:
-            return _read(client, version, previous, connection, workers)
+            # The host around the engine, when opted in; never raises.
+            return hostio.observe(target, _read(client, version, previous, connection, workers))
         except MalformedAnswer:
             raise
         except (ValueError, KeyError, TypeError) as exc:

@@ -151,7 +151,9 @@ def parse_network(data: Mapping[str, Any]) -> Network:
     if not data.get("Id") or not data.get("Name"):
         raise MalformedAnswer("network: no Id or Name")
     ipam = _mapping(data.get("IPAM"), "IPAM")
-    subnets = tuple(str(c.get("Subnet")) for c in _list(ipam.get("Config"), "IPAM.Config") if isinstance(c, Mapping) and c.get("Subnet"))
+    configs = [c for c in _list(ipam.get("Config"), "IPAM.Config") if isinstance(c, Mapping)]
+    subnets = tuple(str(c["Subnet"]) for c in configs if c.get("Subnet"))
+    gateways = tuple(str(c["Gateway"]) for c in configs if c.get("Gateway"))
     containers = tuple(sorted(str(_mapping(v, "Containers[]").get("Name") or k) for k, v in _mapping(data.get("Containers"), "Containers").items()))
     return Network(
         id=str(data["Id"]),
@@ -164,6 +166,7 @@ def parse_network(data: Mapping[str, Any]) -> Network:
         ingress=bool(data.get("Ingress")),
         options=frozen_map({str(k): str(v) for k, v in _mapping(data.get("Options"), "Options").items()}),
         subnets=subnets,
+        gateways=gateways,
         containers=containers,
     )
 

@@ -145,6 +145,8 @@ class Network:
     ingress: bool = False
     options: Mapping[str, str] = field(default_factory=lambda: frozen_map({}))
     subnets: tuple[str, ...] = ()
+    # The bridge's own addresses on the host (IPAM gateways): how containers reach host services.
+    gateways: tuple[str, ...] = ()
     # Names of the containers attached, as the engine reports them.
     containers: tuple[str, ...] = ()
 
@@ -199,12 +201,95 @@ class Engine:
 
 
 @dataclass(frozen=True)
+class Listener:
+    """A socket listening on the host itself (not in a container's namespace).
+
+    ``address`` is what the socket is bound to: ``0.0.0.0``, ``::`` or ``*`` for every
+    address, ``127.0.0.1`` or ``::1`` for loopback, or one interface address.
+    """
+
+    address: str
+    port: int
+    protocol: str  # tcp, udp
+    process: str = ""
+
+    @property
+    def endpoint(self) -> str:
+        """``ADDRESS:PORT``, IPv6 in brackets: how findings name a listener."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    """One host firewall rule as printed, with the parts the rules reason about."""
+
+    chain: str
+    text: str
+    action: str  # accept, drop, reject, return, jump, dnat, other
+    protocol: str = ""
+    ports: tuple[str, ...] = ()  # destination ports ("5432", "8000-8010"); empty is any
+    orig_ports: tuple[str, ...] = ()  # conntrack original destination ports (before DNAT)
+    source: str = ""  # "10.0.0.0/8", "!10.0.0.0/8"; empty is any
+    destination: str = ""
+    in_interface: str = ""  # "eth0", "!docker0"; empty is any
+    target: str = ""  # the chain jumped to, or the DNAT destination
+    established_only: bool = False  # matches only established/related traffic
+    other_conditions: bool = False  # narrowed by matches Posture does not model (rate, addrtype...)
+
+    @property
+    def unconditional(self) -> bool:
+        return not (
+            self.protocol
+            or self.ports
+            or self.orig_ports
+            or self.source
+            or self.destination
+            or self.in_interface
+            or self.established_only
+            or self.other_conditions
+        )
+
+
+@dataclass(frozen=True)
+class Firewall:
+    """What the host firewall means to do with new inbound traffic, and what Docker forwards."""
+
+    source: str  # the commands read: "iptables-save", "nft list ruleset", or both
+    frontends: tuple[str, ...] = ()  # ufw, firewalld
+    input_default_deny: bool = False
+    input_policy: str = ""  # the policy of INPUT (or of the input hook chain that denies)
+    input_deny_by: str = ""  # what denies by default: "policy DROP of INPUT" or the final rule
+    input_allows: tuple[FirewallRule, ...] = ()  # accept rules for new inbound traffic
+    docker_chains: bool = False  # the engine manages iptables here (DOCKER chains exist)
+    docker_forwards: tuple[FirewallRule, ...] = ()  # DNAT rules of Docker's nat chain
+    docker_user: tuple[FirewallRule, ...] = ()  # DOCKER-USER, which Docker leaves to the operator
+
+
+@dataclass(frozen=True)
+class HostState:
+    """The host around the engine, read outside the Engine API when the operator opts in.
+
+    An empty error with no listeners means the host listens on nothing we could see;
+    a non-empty error means we could not look, and the rules say so instead of guessing.
+    """
+
+    listeners: tuple[Listener, ...] = ()
+    listeners_source: str = ""  # "ss -Hltnup", "/proc/net"
+    listeners_error: str = ""
+    firewall: Firewall | None = None
+    firewall_error: str = ""
+
+
+@dataclass(frozen=True)
 class HostSnapshot:
     collected_at: str
     connection: Connection
     engine: Engine
     networks: tuple[Network, ...] = ()
     containers: tuple[Container, ...] = ()
+    # None when host listeners are not read for this host (the default: opt-in).
+    host: HostState | None = None
     # Cost of the collection, for the poll record; not part of the digest.
     api_calls: int = 0
     inspects_reused: int = 0

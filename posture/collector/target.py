@@ -132,6 +132,8 @@ class EngineTarget:
     ssh_known_hosts: Path | None = None
     insecure: bool = False
     timeout: float = 10.0
+    # Also read the host's listening sockets (and, over SSH, its firewall): see hostio.
+    host_listeners: bool = False
 
     @property
     def uses_tls(self) -> bool:

@@ -63,6 +63,11 @@ class DockerHost(models.Model):
     )
     labels = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
+    host_listeners = models.BooleanField(
+        "read host listeners",
+        default=False,
+        help_text="Also read the host's listening sockets (ssh:// hosts, or unix:// on this machine) and, over SSH, its firewall rules, read-only.",
+    )
     # Write-only credentials, Fernet ciphertext at rest.
     tls_ca = EncryptedTextField(blank=True)
     tls_cert = EncryptedTextField(blank=True)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.models import Count, Q, Value
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
@@ -50,6 +50,10 @@ class HostQuerySet(models.QuerySet):
 
     def with_poll_counts(self) -> HostQuerySet:
         return self.annotate(completed_polls=Count("polls", filter=Q(polls__status=PollStatus.OK)))
+
+    def with_listener_errors(self) -> HostQuerySet:
+        """``listeners_error``: why the last stored snapshot has no host listeners, if it says."""
+        return self.annotate(listeners_error=KeyTextTransform("listeners_error", KeyTransform("host", "snapshot__data")))
 
     def with_labels(self, labels: dict[str, str]) -> HostQuerySet:
         """Hosts carrying every one of ``labels``. Keys are matched as literal JSON keys,

@@ -12,12 +12,14 @@ from django.db.models.functions import TruncDate
 
 from posture import charts
 from posture.labels import describe
-from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, RiskSample, Severity, severity_rank
+from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, RiskSample, Severity, Snapshot, severity_rank
 from posture.rules import RULES
+from posture.topology import Drawing, draw
 
 # Past these, sections summarise instead of listing: WeasyPrint's cost grows with table rows.
 MAX_CHANGES_LISTED = 200
 DETAILED_SEVERITIES = (Severity.CRITICAL, Severity.HIGH)
+TOPOLOGY_HOSTS = 3  # the riskiest hosts get their topology drawn in the report
 
 
 @dataclass
@@ -26,6 +28,15 @@ class HostSection:
     chart: str
     detailed: list[Finding] = field(default_factory=list)
     summary: list[Finding] = field(default_factory=list)
+    topology: Drawing | None = None
+
+
+def _draw_riskiest(hosts: list[DockerHost], sections: dict[int, HostSection], open_by_host: dict[int, list[Finding]]) -> None:
+    """Topologies of the riskiest hosts that have something to draw, their snapshots in one query."""
+    riskiest = [h for h in hosts if h.risk_score > 0 and h.snapshot_id][:TOPOLOGY_HOSTS]
+    snapshots = Snapshot.objects.in_bulk([h.snapshot_id for h in riskiest])
+    for h in riskiest:
+        sections[h.pk].topology = draw(snapshots[h.snapshot_id].snapshot(), open_by_host[h.pk], h.name)
 
 
 def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str) -> dict[str, Any]:
@@ -51,7 +62,10 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
     current = Finding.objects.filter(host__in=ids).current().by_severity().select_related("host")
     sections = {h.pk: HostSection(host=h, chart=charts.risk_history(daily[h.pk], width=480, height=120)) for h in hosts}
     accepted = []
+    open_by_host: dict[int, list[Finding]] = defaultdict(list)
     for f in current:
+        if f.status == FindingStatus.OPEN:
+            open_by_host[f.host_id].append(f)
         if f.status == FindingStatus.ACCEPTED:
             accepted.append(f)
         elif f.severity in DETAILED_SEVERITIES:
@@ -61,6 +75,8 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
     # The newest acceptance of each (RiskAcceptance orders newest first), on the rows already loaded.
     prefetch_related_objects(accepted, "acceptances__accepted_by")
     acceptances = {f.pk: next(iter(f.acceptances.all()), None) for f in accepted}
+
+    _draw_riskiest(hosts, sections, open_by_host)
 
     events = FindingEvent.objects.filter(finding__host__in=ids, at__gte=start, at__lt=end, kind__in=[EventKind.OPENED, EventKind.RESOLVED, EventKind.REOPENED])
     change_counts = dict(events.values_list("kind").annotate(n=Count("id")).values_list("kind", "n"))

@@ -109,6 +109,8 @@ class Hit:
 @dataclass(frozen=True)
 class RuleContext:
     snapshot: HostSnapshot
+    # Facts several rules derive from the whole snapshot, computed once per evaluation.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def network_chain(self, container: Container) -> list[Container]:
         """Follow ``container:<id>`` network modes to the container that owns the namespace."""

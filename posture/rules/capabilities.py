@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from posture.collector.snapshot import Container
 
+from . import context
 from .base import Hit, RuleContext, Severity, SubjectType, rule
 from .remediation import advice, where
 
@@ -38,7 +39,9 @@ def _norm(cap: str) -> str:
     rationale="""Each added capability lifts a kernel restriction. NET_ADMIN lets a container rewrite
     firewall rules and routes; NET_RAW lets it spoof traffic on the bridge; SYS_ADMIN and ALL are
     container escapes.""",
-    beyond_cis="Severity follows the most dangerous capability added; ALL, SYS_ADMIN and NET_ADMIN are named.",
+    beyond_cis="""Severity follows the most dangerous capability added, and the context it acts in:
+    NET_ADMIN or NET_RAW on the host network (or joined to a host-network container) and SYS_PTRACE
+    with the host's PID namespace are critical, with the reason stated in the finding.""",
 )
 def capabilities_added(container: Container, ctx: RuleContext) -> Iterator[Hit]:
     caps = sorted({_norm(c) for c in container.cap_add})
@@ -48,17 +51,22 @@ def capabilities_added(container: Container, ctx: RuleContext) -> Iterator[Hit]:
     severity = max((sev for sev, _ in known.values()), key=lambda s: s.rank, default=Severity.MEDIUM)
     if severity.rank < Severity.MEDIUM.rank and set(caps) - set(known):
         severity = Severity.MEDIUM
+    severity, raised, sentence = context.apply(severity, context.for_capabilities(container, set(caps), ctx))
     drops = " ".join(f"--cap-add {c}" for c in caps)
     yield Hit(
         evidence={
             "HostConfig.CapAdd": list(container.cap_add),
             "HostConfig.CapDrop": list(container.cap_drop),
             "why": {c: why for c, (_, why) in known.items()},
-        },
-        remediation=advice(
-            f"Remove the added capabilities from {where(container)}; if one is truly needed, drop everything else and add back only that one.",
-            run=f"remove {drops}; prefer --cap-drop ALL plus the single --cap-add it needs",
-            compose="delete cap_add: [" + ", ".join(caps) + "]; prefer cap_drop: [ALL]",
+        }
+        | raised,
+        remediation=context.lead(
+            sentence,
+            advice(
+                f"Remove the added capabilities from {where(container)}; if one is truly needed, drop everything else and add back only that one.",
+                run=f"remove {drops}; prefer --cap-drop ALL plus the single --cap-add it needs",
+                compose="delete cap_add: [" + ", ".join(caps) + "]; prefer cap_drop: [ALL]",
+            ),
         ),
         severity=severity,
     )

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from posture.collector.snapshot import HostSnapshot, frozen_map
 
-from . import capabilities, daemon, mounts, namespaces, networks, ports
+from . import capabilities, daemon, firewall, mounts, namespaces, networks, ports, reachability
 from .base import FindingSpec, Hit, Rule, RuleContext, SubjectType
 
-FAMILIES = (namespaces, ports, capabilities, mounts, networks, daemon)
+FAMILIES = (namespaces, ports, capabilities, mounts, networks, daemon, reachability, firewall)
 RULES: tuple[Rule, ...] = tuple(value for module in FAMILIES for value in vars(module).values() if isinstance(value, Rule))
 BY_ID: dict[str, Rule] = {r.id: r for r in RULES}
 KNOWN_GAPS = daemon.KNOWN_GAPS

@@ -174,7 +174,13 @@ KNOWN_GAPS: tuple[dict[str, str], ...] = (
     {
         "cis": "",
         "title": "DOCKER-USER chain filters published ports",
-        "why": "Firewall rules live in the host's netfilter tables; run iptables -L DOCKER-USER on the host.",
+        "why": "Firewall rules live in the host's netfilter tables, outside the API; for ssh:// hosts with host listeners on, "
+        "Posture reads them (iptables-save, nft list ruleset) and reports ports they fail to protect (firewall-bypassed-by-docker).",
     },
-    {"cis": "", "title": "Host services listening on all interfaces", "why": "Sockets opened by host processes (ss -ltnp) are outside the Engine API."},
+    {
+        "cis": "",
+        "title": "Host services listening on all interfaces",
+        "why": "Sockets opened by host processes are outside the Engine API; hosts with host listeners on have them read "
+        "(ss over SSH, or /proc/net locally) and judged by the reachability rules.",
+    },
 )

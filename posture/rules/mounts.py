@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterator
 
-from posture.collector.snapshot import Container
+from posture.collector.snapshot import Container, Mount
 
 from .base import Hit, RuleContext, Severity, SubjectType, rule
 from .remediation import advice, where
@@ -32,6 +32,10 @@ SOCKET_NAMES = frozenset({"docker.sock", "containerd.sock", "podman.sock", "crio
 
 def _is_socket(path: str) -> bool:
     return path.rsplit("/", 1)[-1] in SOCKET_NAMES or any(fnmatch.fnmatch(path, pattern) for pattern in ENGINE_SOCKETS)
+
+
+def engine_socket_mounts(container: Container) -> list[Mount]:
+    return [m for m in container.mounts if m.type == "bind" and _is_socket(m.source)]
 
 
 @rule(

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from posture.collector.snapshot import Container
 
+from . import context
 from .base import Hit, RuleContext, Severity, SubjectType, rule
 from .remediation import advice, loopback_flags, where
 
@@ -20,7 +21,8 @@ from .remediation import advice, loopback_flags, where
     host port, reaches every service listening on loopback (databases, the kubelet, metadata
     proxies) and bypasses Docker's network isolation and port mapping entirely.""",
     beyond_cis="""Also follows --network container:<id> chains: a container that joins the namespace
-    of a host-network container is on the host network too. docker-bench-security misses this.""",
+    of a host-network container is on the host network too. docker-bench-security misses this.
+    Critical when the container may also reconfigure that network (privileged, NET_ADMIN, NET_RAW).""",
 )
 def host_network(container: Container, ctx: RuleContext) -> Iterator[Hit]:
     chain = ctx.network_chain(container)
@@ -30,15 +32,20 @@ def host_network(container: Container, ctx: RuleContext) -> Iterator[Hit]:
     via = [f"{c.name} (NetworkMode={c.network_mode})" for c in chain]
     flag = "--network host" if owner is container else f"--network {container.network_mode}"
     run_ports, compose_ports = loopback_flags(owner)
+    severity, raised, sentence = context.apply(host_network.severity, context.for_host_network(container, ctx))
     yield Hit(
-        evidence={"HostConfig.NetworkMode": container.network_mode, "namespace_chain": via},
-        remediation=advice(
-            f"Run {where(container)} on a user-defined bridge network and publish only the ports it serves, on loopback"
-            + ("" if owner is container else f" (it inherits the host network from '{owner.name}', fix that one first)")
-            + ".",
-            run=f"replace {flag} with --network <app-net> {run_ports}",
-            compose=f"delete network_mode: host (or service:…), add networks: [app-net] and ports: {compose_ports}",
+        evidence={"HostConfig.NetworkMode": container.network_mode, "namespace_chain": via} | raised,
+        remediation=context.lead(
+            sentence,
+            advice(
+                f"Run {where(container)} on a user-defined bridge network and publish only the ports it serves, on loopback"
+                + ("" if owner is container else f" (it inherits the host network from '{owner.name}', fix that one first)")
+                + ".",
+                run=f"replace {flag} with --network <app-net> {run_ports}",
+                compose=f"delete network_mode: host (or service:…), add networks: [app-net] and ports: {compose_ports}",
+            ),
         ),
+        severity=severity,
         exposed=True,
     )
 
@@ -69,16 +76,22 @@ def shared_network_namespace(container: Container, ctx: RuleContext) -> Iterator
     )
 
 
-def _namespace_rule(attr: str, field: str, flag: str, compose: str, what: str) -> object:
+def _namespace_rule(attr: str, field: str, flag: str, compose: str, what: str, base: Severity) -> object:
     def check(container: Container, ctx: RuleContext) -> Iterator[Hit]:
         if getattr(container, attr) == "host":
+            raises = context.for_host_pid(container) if attr == "pid_mode" else []
+            severity, raised, sentence = context.apply(base, raises)
             yield Hit(
-                evidence={f"HostConfig.{field}": "host", "flag": f"--{flag}=host"},
-                remediation=advice(
-                    f"Run {where(container)} without the host {what} namespace.",
-                    run=f"remove --{flag}=host",
-                    compose=f"delete {compose}: host",
+                evidence={f"HostConfig.{field}": "host", "flag": f"--{flag}=host"} | raised,
+                remediation=context.lead(
+                    sentence,
+                    advice(
+                        f"Run {where(container)} without the host {what} namespace.",
+                        run=f"remove --{flag}=host",
+                        compose=f"delete {compose}: host",
+                    ),
                 ),
+                severity=severity if raised else None,
             )
 
     check.__module__ = __name__
@@ -93,7 +106,8 @@ host_pid = rule(
     subject=SubjectType.CONTAINER,
     rationale="""With --pid=host the container sees and can signal every host process, read their
     environment (secrets) through /proc, and with ptrace attach to them.""",
-)(_namespace_rule("pid_mode", "PidMode", "pid", "pid", "PID"))
+    beyond_cis="Critical when the container also holds SYS_PTRACE or runs privileged: it can then attach to any host process.",
+)(_namespace_rule("pid_mode", "PidMode", "pid", "pid", "PID", Severity.HIGH))
 
 host_ipc = rule(
     id="host-ipc",
@@ -103,7 +117,7 @@ host_ipc = rule(
     subject=SubjectType.CONTAINER,
     rationale="""With --ipc=host the container can read and write the shared memory of host
     processes.""",
-)(_namespace_rule("ipc_mode", "IpcMode", "ipc", "ipc", "IPC"))
+)(_namespace_rule("ipc_mode", "IpcMode", "ipc", "ipc", "IPC", Severity.MEDIUM))
 
 host_uts = rule(
     id="host-uts",
@@ -113,7 +127,7 @@ host_uts = rule(
     subject=SubjectType.CONTAINER,
     rationale="""With --uts=host the container can change the host's hostname and domain name, which
     other services trust for identity and logging.""",
-)(_namespace_rule("uts_mode", "UTSMode", "uts", "uts", "UTS"))
+)(_namespace_rule("uts_mode", "UTSMode", "uts", "uts", "UTS", Severity.MEDIUM))
 
 host_userns = rule(
     id="host-userns",
@@ -123,4 +137,4 @@ host_userns = rule(
     subject=SubjectType.CONTAINER,
     rationale="""--userns=host turns off user-namespace remapping for this container: root inside is
     root on the host.""",
-)(_namespace_rule("userns_mode", "UsernsMode", "userns", "userns_mode", "user"))
+)(_namespace_rule("userns_mode", "UsernsMode", "userns", "userns_mode", "user", Severity.MEDIUM))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from posture.collector.snapshot import Container, PortBinding
+from posture.collector.snapshot import Container
 
+from . import context
 from .base import Hit, RuleContext, Severity, SubjectType, rule
+from .bindings import EffectiveBinding, effective, published
 from .remediation import advice, loopback_spec, publish_on_loopback, where
 
 # Services that must never face the network unauthenticated, keyed by the port the
@@ -45,13 +47,8 @@ SENSITIVE_PORTS: dict[int, str] = {
 }
 
 
-def _family(binding: PortBinding) -> str:
-    if binding.host_ip in ("", None):
-        return "IPv4 and IPv6"
-    return "IPv6" if ":" in binding.host_ip else "IPv4"
-
-
-def _evidence(container: Container, binding: PortBinding) -> dict[str, object]:
+def _evidence(container: Container, eff: EffectiveBinding) -> dict[str, object]:
+    binding = eff.configured
     return {
         "HostConfig.PortBindings": {
             f"{binding.container_port}/{binding.protocol}": [
@@ -59,21 +56,9 @@ def _evidence(container: Container, binding: PortBinding) -> dict[str, object]:
             ]
         },
         "binding": binding.spec,
-        "interfaces": "every interface" if binding.all_interfaces else binding.host_ip,
-        "address_family": _family(binding),
-    }
-
-
-def _published(container: Container) -> list[PortBinding]:
-    """Configured bindings; with -P, every exposed port on every interface."""
-    bindings = list(container.port_bindings)
-    if container.publish_all_ports:
-        configured = {(b.container_port, b.protocol) for b in bindings}
-        for exposed in container.exposed_ports:
-            port, _, proto = exposed.partition("/")
-            if port.isdigit() and (int(port), proto or "tcp") not in configured:
-                bindings.append(PortBinding(container_port=int(port), protocol=proto or "tcp"))
-    return bindings
+        "interfaces": "every interface" if eff.all_interfaces else ", ".join(eff.addresses) or "none (not published)",
+        "address_family": eff.family,
+    } | eff.evidence()
 
 
 @rule(
@@ -86,17 +71,27 @@ def _published(container: Container) -> list[PortBinding]:
     Docker inserts its own forwarding rules ahead of the host firewall (ufw, firewalld), so the
     port is reachable from every network the host is on, whatever the firewall says.""",
     beyond_cis="""Also flags [::] and empty bindings (IPv6), stopped containers (they can start at any
-    time) and -P; docker-bench-security only reads 'docker port' of running containers for 0.0.0.0.""",
+    time) and -P; docker-bench-security only reads 'docker port' of running containers for 0.0.0.0.
+    Reads the address the engine really binds: the bindings in force for running containers, and a
+    network's default binding address (the daemon's --ip on the default bridge) for the others, so a
+    port that ends on loopback is not reported. Critical when the container behind the port runs
+    privileged, holds SYS_ADMIN or mounts the engine socket.""",
 )
 def port_all_interfaces(container: Container, ctx: RuleContext) -> Iterator[Hit]:
-    for binding in _published(container):
-        if binding.all_interfaces:
+    severity, raised, sentence = context.apply(port_all_interfaces.severity, context.for_published_port(container))
+    for eff in effective(container, ctx):
+        if eff.all_interfaces:
+            binding = eff.configured
             yield Hit(
                 key=f"{binding.container_port}/{binding.protocol}:{binding.host_ip or '*'}",
-                evidence=_evidence(container, binding),
-                remediation=publish_on_loopback(
-                    container, binding, f"Port {binding.container_port}/{binding.protocol} is published on {_family(binding)} on every interface."
+                evidence=_evidence(container, eff) | raised,
+                remediation=context.lead(
+                    sentence,
+                    publish_on_loopback(
+                        container, binding, f"Port {binding.container_port}/{binding.protocol} is published on {eff.family} on every interface."
+                    ),
                 ),
+                severity=severity if raised else None,
                 exposed=True,
             )
 
@@ -113,12 +108,13 @@ def port_all_interfaces(container: Container, ctx: RuleContext) -> Iterator[Hit]
     container port to carry data or control.""",
 )
 def port_sensitive_service(container: Container, ctx: RuleContext) -> Iterator[Hit]:
-    for binding in _published(container):
+    for eff in effective(container, ctx):
+        binding = eff.configured
         service = SENSITIVE_PORTS.get(binding.container_port)
-        if service and binding.all_interfaces:
+        if service and eff.all_interfaces:
             yield Hit(
                 key=f"{binding.container_port}/{binding.protocol}",
-                evidence=_evidence(container, binding) | {"service": service},
+                evidence=_evidence(container, eff) | {"service": service},
                 remediation=publish_on_loopback(
                     container,
                     binding,
@@ -139,20 +135,21 @@ def port_sensitive_service(container: Container, ctx: RuleContext) -> Iterator[H
     impersonate a host service (SSH, DNS, HTTP) and usually means it was granted more than it needs.""",
 )
 def port_privileged(container: Container, ctx: RuleContext) -> Iterator[Hit]:
-    for binding in container.port_bindings:
-        if binding.host_port is not None and 0 < binding.host_port < 1024:
+    for eff in effective(container, ctx):
+        binding = eff.configured
+        if binding in container.port_bindings and binding.host_port is not None and 0 < binding.host_port < 1024:
             high = binding.host_port + 8000 if binding.host_port < 1000 else binding.host_port + 10000
             ip = binding.host_ip or "127.0.0.1"
             safe = f"{ip}:{high}:{binding.container_port}"
             yield Hit(
                 key=f"{binding.host_port}/{binding.protocol}",
-                evidence=_evidence(container, binding),
+                evidence=_evidence(container, eff),
                 remediation=advice(
                     f"Map {where(container)} to an unprivileged host port and let a reverse proxy own port {binding.host_port}.",
                     run=f"replace -p {binding.spec} with -p {safe}",
                     compose=f'under ports:, replace "{binding.spec}" with "{safe}"',
                 ),
-                exposed=binding.all_interfaces,
+                exposed=eff.all_interfaces,
             )
 
 
@@ -166,11 +163,15 @@ def port_privileged(container: Container, ctx: RuleContext) -> Iterator[Hit]:
     each one is needed.""",
 )
 def port_published(container: Container, ctx: RuleContext) -> Iterator[Hit]:
-    bindings = _published(container)
+    bindings = published(container)
     if bindings:
         specs = [b.spec for b in bindings]
         yield Hit(
-            evidence={"published": specs, "PublishAllPorts": container.publish_all_ports},
+            evidence={
+                "published": specs,
+                "PublishAllPorts": container.publish_all_ports,
+                "effective": {e.configured.spec: ", ".join(e.addresses) or "not published" for e in effective(container, ctx)},
+            },
             remediation=advice(
                 f"Confirm that {where(container)} needs each of {', '.join(specs)}; drop the -p flags "
                 "(compose: ports: entries) that no client outside the host uses.",

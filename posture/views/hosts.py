@@ -40,6 +40,7 @@ def host_context(request: HtmxHttpRequest, host: DockerHost) -> dict[str, object
         "networks": host.networks.all(),
         "engine": (host.snapshot.data.get("engine") if host.snapshot else None),
         "connection": (host.snapshot.data.get("connection") if host.snapshot else None),
+        "host_state": (host.snapshot.data.get("host") if host.snapshot else None),
         "polls": polls,
         "changes": changes,
         "risk_chart": charts.risk_history(samples),

@@ -164,7 +164,11 @@ def test_every_publication_is_listed_loopback_included():
     assert set(found) == {"loopback", "two"}
     two = found["two"]
     assert two.severity == "info" and two.cis == "5.9" and two.exposed is False
-    assert two.evidence == {"published": ["8080:80", "8443:443"], "PublishAllPorts": False}
+    assert two.evidence == {
+        "published": ["8080:80", "8443:443"],
+        "PublishAllPorts": False,
+        "effective": {"8080:80": "0.0.0.0, ::", "8443:443": "0.0.0.0, ::"},  # where each one really listens
+    }
     assert "Confirm that container 'two' needs each of 8080:80, 8443:443" in two.remediation
     assert 'compose: ports: ["127.0.0.1:8080:80", "127.0.0.1:8443:443"]' in two.remediation
 

@@ -48,6 +48,7 @@ class Command(BaseCommand):
         add.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
         add.add_argument("--insecure", action="store_true", help="allow plain tcp:// without TLS")
         add.add_argument("--disabled", action="store_true")
+        add.add_argument("--host-listeners", action="store_true", help="also read the host's listening sockets (and, over ssh, its firewall), read-only")
         lst = sub.add_parser("list", help="list hosts")
         lst.add_argument("--format", choices=["table", "json"], default="table")
         rm = sub.add_parser("remove", help="remove a host and its history")
@@ -57,7 +58,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, action: str, **opts: Any) -> None:
         getattr(self, f"handle_{action.replace('-', '_')}")(**opts)
 
-    def handle_add(self, *, name: str, url: str, interval: int | None, label: list[str], insecure: bool, disabled: bool, **opts: Any) -> None:
+    def handle_add(
+        self, *, name: str, url: str, interval: int | None, label: list[str], insecure: bool, disabled: bool, host_listeners: bool, **opts: Any
+    ) -> None:
         if DockerHost.objects.filter(name=name).exists():
             raise CommandError(f"a host named {name!r} already exists")
         host = DockerHost(
@@ -65,6 +68,7 @@ class Command(BaseCommand):
             url=url,
             insecure=insecure,
             enabled=not disabled,
+            host_listeners=host_listeners,
             labels=_labels(label),
             tls_ca=_read(opts["tls_ca"], "CA"),
             tls_cert=_read(opts["tls_cert"], "certificate"),
@@ -80,7 +84,7 @@ class Command(BaseCommand):
         self.stdout.write(f"added {host.name} ({host.url}), polled every {host.poll_interval}s")
 
     def handle_list(self, *, format: str, **opts: Any) -> None:
-        rows = [host_listing(host) for host in DockerHost.objects.with_poll_counts()]
+        rows = [host_listing(host) for host in DockerHost.objects.with_poll_counts().with_listener_errors()]
         if format == "json":
             self.stdout.write(json.dumps(rows, indent=2))
             return
