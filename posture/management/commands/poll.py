@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from posture.collector.text import printable
 from posture.models import DockerHost, PollStatus
 
 
@@ -33,7 +34,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"{host.name}: another poll is running; try again shortly")
                 failed.append(host.name)
             elif run.status != PollStatus.OK:
-                self.stderr.write(f"{host.name}: {run.error}")
+                self.stderr.write(f"{host.name}: {printable(run.error)}")  # engine text: no terminal escapes
                 failed.append(host.name)
             else:
                 self.stdout.write(
