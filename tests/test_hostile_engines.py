@@ -217,7 +217,8 @@ def test_the_ssh_tunnel_gives_up_at_the_deadline(tmp_path, sshd):
     [
         ("/version", b"<html>proxy error</html>", "not the Docker API: Expecting value"),
         ("/info", b"\xff\xfe\x00garbage", "not the Docker API"),
-        ("/containers/json", b"[" * 200_000 + b"]" * 200_000, "nests too deeply"),
+        ("/containers/json", b"[" * 5000 + b"]" * 5000, "nests too deeply"),
+        ("/containers/json", b"[" + b"{}," * 400_000 + b"{}]", "packs 400002 JSON objects and arrays into 1.1 MiB"),
         ("/containers/json", b"[1, 2, 3]", "the container list holds 1, which is not a container"),
         ("/containers/json", b'[{"Id": "../../secrets"}]', "which is not a container with an Id"),
         ("/networks", b'["bridge"]', "the network list holds 'bridge'"),
@@ -288,3 +289,16 @@ def test_anything_else_that_goes_wrong_is_still_an_engine_error_naming_its_cause
     with raw_engine(EMPTY_ENGINE, unix=tmp_path / "e.sock") as engine, pytest.raises((EngineError, MalformedAnswer)) as caught:
         poll(engine.url)
     assert "ZeroDivisionError: a parser bug or a surprise" in str(caught.value)
+
+
+def test_the_workers_own_time_limit_is_not_mistaken_for_an_engine_error(tmp_path, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    import posture.collector.engine as engine_module
+
+    def interrupted(**kwargs: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(engine_module, "build_snapshot", interrupted)
+    with raw_engine(EMPTY_ENGINE, unix=tmp_path / "e.sock") as engine, pytest.raises(SoftTimeLimitExceeded):
+        poll(engine.url)

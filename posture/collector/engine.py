@@ -38,7 +38,7 @@ import requests.exceptions
 import urllib3.exceptions
 from cryptography import x509
 
-from .address import ForbiddenAddress, Resolver, resolve_and_check, system_resolver
+from .address import ForbiddenAddress, Resolver, parse_ip, resolve_and_check, system_resolver
 from .budget import DEFAULT_POLL_SECONDS, Budget
 from .errors import (
     AnswerTooLarge,
@@ -171,11 +171,19 @@ def _api_error(exc: docker.errors.APIError, url: str) -> EngineError | Malformed
     return EngineRejected(f"{what}{said}")
 
 
+# A time limit of the process running the poll (Celery's soft limit, a terminate) is
+# its caller's to handle, not an engine's fault: matched by name, the collector
+# imports nothing from the task queue.
+_NOT_THE_ENGINES = frozenset({"SoftTimeLimitExceeded", "TimeLimitExceeded", "Terminated", "WorkerLostError"})
+
+
 @contextlib.contextmanager
 def _engine_errors(url: str, budget: Budget) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
+        if any(cls.__name__ in _NOT_THE_ENGINES for cls in type(exc).__mro__):
+            raise
         classified = _classify(exc, url, budget)
         if classified is exc:
             raise
@@ -212,6 +220,8 @@ def _addresses(target: EngineTarget, budget: Budget, resolver: Resolver) -> list
     url = target.url
     port = url.port or (22 if url.scheme == "ssh" else 2376)
     try:
+        if parse_ip(url.host) is not None:  # nothing to look up
+            return resolve_and_check(url.host, port, resolver)
         return _before_deadline(lambda: resolve_and_check(url.host, port, resolver), budget, f"resolving {url.host}")
     except ForbiddenAddress as exc:
         raise EngineRejected(str(exc)) from None

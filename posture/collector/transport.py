@@ -354,4 +354,20 @@ class EngineAdapter(requests.adapters.HTTPAdapter):
             if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
                 raise EngineUnreachable(f"the engine stopped sending its answer to {what} for {self.route.per_read:g} s") from exc
             raise EngineUnreachable(f"the engine closed the connection before its answer was complete ({what})") from exc
+        _check_density(body, what)
         return bytes(body)
+
+
+# Docker's answers spend 75-200 bytes per JSON object or array; "[{},{},...]" spends 3,
+# and each costs ~60 bytes once parsed. Refusing more than one per 16 bytes (beyond a
+# small allowance) keeps a parsed answer within a few times its size.
+_DENSITY_ALLOWANCE = 10_000
+_BYTES_PER_CONTAINER = 16
+
+
+def _check_density(body: bytes | bytearray, what: str) -> None:
+    containers = body.count(b"{") + body.count(b"[")  # an overcount: brackets in strings count too
+    if containers > _DENSITY_ALLOWANCE + len(body) // _BYTES_PER_CONTAINER:
+        raise MalformedAnswer(
+            f"the engine answered something that is not the Docker API: its answer to {what} packs {containers} JSON objects and arrays into {size(len(body))}"
+        )
