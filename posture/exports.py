@@ -12,6 +12,8 @@ from typing import Any
 from .models import DockerHost, Finding, Severity
 from .rules import RULES
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 JSON_KEYS = ("host", "rule", "cis", "severity", "subject_type", "subject", "title", "evidence", "remediation", "running", "status", "first_seen", "last_seen")
 
 
@@ -42,6 +44,14 @@ def to_json(findings: Iterable[Finding]) -> str:
     return json.dumps([as_record(f) for f in findings], indent=2)
 
 
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: one that would start a formula gets a
+    leading apostrophe, the usual neutraliser. Non-strings pass unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def to_csv(findings: Iterable[Finding]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=JSON_KEYS)
@@ -49,7 +59,7 @@ def to_csv(findings: Iterable[Finding]) -> str:
     for f in findings:
         row = as_record(f)
         row["evidence"] = json.dumps(row["evidence"], sort_keys=True)
-        writer.writerow(row)
+        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
     return out.getvalue()
 
 

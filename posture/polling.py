@@ -19,7 +19,15 @@ from pathlib import Path
 
 from django.conf import settings
 
-from posture.collector import EngineTarget, InvalidEngineURL, MalformedAnswer, parse_engine_url
+from posture.collector import (
+    AnswerTooLarge,
+    Budget,
+    EngineRedirected,
+    EngineTarget,
+    InvalidEngineURL,
+    MalformedAnswer,
+    parse_engine_url,
+)
 from posture.collector.engine import EngineError, collect, probe
 from posture.crypto import CredentialKeyError
 from posture.models import DockerHost, HostStatus, PollRun
@@ -29,6 +37,19 @@ log = logging.getLogger(__name__)
 
 # What reading an engine may raise, each with a sentence for the operator.
 ENGINE_FAILURES = (EngineError, MalformedAnswer, CredentialKeyError, InvalidEngineURL)
+# An engine that answered, but not as the Docker API does: an error, not "unreachable".
+ANSWERED_WRONGLY = (MalformedAnswer, AnswerTooLarge, EngineRedirected)
+
+
+def failure_status(exc: Exception) -> HostStatus:
+    """How a failed poll shows on the host: could not reach it, or it (or we) got it wrong."""
+    if isinstance(exc, EngineError) and not isinstance(exc, ANSWERED_WRONGLY):
+        return HostStatus.UNREACHABLE
+    return HostStatus.ERROR
+
+
+def poll_budget() -> Budget:
+    return Budget(settings.POLL_DEADLINE, settings.MAX_ANSWER_BYTES, settings.MAX_POLL_BYTES)
 
 
 @dataclass(frozen=True)
@@ -92,11 +113,11 @@ def poll(host: DockerHost, token: str | None = None) -> PollRun | None:
         previous = host.snapshot.snapshot() if host.snapshot else None
         try:
             with credentials(host) as creds:
-                snap = collect(creds.target, previous)
+                snap = collect(creds.target, previous, budget=poll_budget())
                 pinned = creds.pinned_host_keys()
         except ENGINE_FAILURES as exc:
             run.retryable = bool(getattr(exc, "transient", False))
-            host.record_failure(run, str(exc), status=HostStatus.UNREACHABLE if isinstance(exc, EngineError) else HostStatus.ERROR)
+            host.record_failure(run, str(exc), status=failure_status(exc))
             return run
         run.retryable = False
         host.apply_snapshot(snap, evaluate_all(snap, host_name=host.name), run, pinned_host_keys=pinned)
@@ -118,6 +139,6 @@ def test_connection(host: DockerHost) -> tuple[bool, str]:
     not even the ssh host key the server showed, since the form may never be saved."""
     try:
         with credentials(host) as creds:
-            return True, probe(creds.target)
+            return True, probe(creds.target, budget=Budget.for_probe(settings.PROBE_DEADLINE))
     except ENGINE_FAILURES as exc:
         return False, str(exc)

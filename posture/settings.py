@@ -205,6 +205,16 @@ POLL_MAX_RETRIES = 3
 POLL_RETRY_BACKOFF_MAX = 300
 DEFAULT_POLL_INTERVAL = env_int("POSTURE_DEFAULT_INTERVAL", 300)
 ENGINE_TIMEOUT = env_float("POSTURE_ENGINE_TIMEOUT", 10.0)
+# One overall deadline per poll (every engine call respects it) and per "Test connection"
+# (under gunicorn's own timeout), and caps on what an engine may send.
+POLL_DEADLINE = env_float("POSTURE_POLL_DEADLINE", 60.0)
+PROBE_DEADLINE = env_float("POSTURE_PROBE_DEADLINE", 10.0)
+MAX_ANSWER_BYTES = env_int("POSTURE_MAX_ANSWER_BYTES", 16 * 1024 * 1024)
+MAX_POLL_BYTES = env_int("POSTURE_MAX_POLL_BYTES", 64 * 1024 * 1024)
+if POLL_DEADLINE >= POLL_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"POSTURE_POLL_DEADLINE ({POLL_DEADLINE:g}s) must be shorter than POSTURE_POLL_SOFT_LIMIT ({POLL_SOFT_TIME_LIMIT}s): the deadline ends a slow poll cleanly, the time limit is the backstop"
+    )
 DISPATCH_EVERY = env_float("POSTURE_DISPATCH_EVERY", 15.0)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL

@@ -87,5 +87,5 @@ def test_a_malformed_answer_is_reported_not_stored(tmp_path):
 
 def test_non_json_answer_is_malformed(tmp_path):
     answers = {"/version": {"Version": "99.0", "ApiVersion": "1.41", "MinAPIVersion": "1.12"}, "/info": b"<html>proxy error</html>"}
-    with serving(tmp_path / "html.sock", answers) as url, pytest.raises(MalformedAnswer, match="not the Docker Engine API"):
+    with serving(tmp_path / "html.sock", answers) as url, pytest.raises(MalformedAnswer, match="not the Docker API"):
         snapshot_of(url)

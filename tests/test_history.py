@@ -209,7 +209,7 @@ def test_a_transient_failure_is_retried_and_a_permanent_one_is_not(make_host, tm
         poll_host.apply(args=(liar.pk,))
     liar.refresh_from_db()
     assert PollRun.objects.filter(host=liar).count() == 1
-    assert liar.last_status == HostStatus.ERROR and "not the Docker Engine API" in liar.last_error
+    assert liar.last_status == HostStatus.ERROR and "not the Docker API" in liar.last_error
 
 
 def test_a_poll_task_for_a_removed_host_does_nothing(db):

@@ -28,7 +28,10 @@ def celery_processes(transactional_db, redis_url, tmp_path) -> Iterator[CeleryPr
         need("worker processes share the test database only on PostgreSQL (set DATABASE_URL)")
     redis.Redis.from_url(redis_url).flushdb()
     procs = CeleryProcesses(
-        var_dir=tmp_path, env=process_env(tmp_path, REDIS_URL=redis_url, POSTURE_DISPATCH_EVERY="1", POSTURE_POLL_SOFT_LIMIT="60", POSTURE_POLL_HARD_LIMIT="90")
+        var_dir=tmp_path,
+        env=process_env(
+            tmp_path, REDIS_URL=redis_url, POSTURE_DISPATCH_EVERY="1", POSTURE_POLL_DEADLINE="30", POSTURE_POLL_SOFT_LIMIT="60", POSTURE_POLL_HARD_LIMIT="90"
+        ),
     )
     yield procs
     procs.stop()

@@ -1,15 +1,25 @@
 """The one seam to the Docker Engine API: the only module that imports ``docker``.
 
-``collect(target, previous)`` reads one engine and returns a ``HostSnapshot``.
-Every call has a timeout; container inspects run on a bounded pool and are skipped
-for containers whose id, state and networks are unchanged since ``previous``
-(a container's configuration cannot change without re-creating it).
+``collect(target, previous, budget=...)`` reads one engine and returns a
+``HostSnapshot``; ``probe(target, budget=...)`` reads ``/version`` for "test
+connection". Both work within a ``Budget`` (one deadline, two size limits) and
+through ``transport.EngineAdapter`` (checked addresses, no redirects, metered
+answers, a watchdog at the deadline). Container inspects run on a bounded pool and
+are skipped for containers whose id, state and networks are unchanged since
+``previous`` (a container's configuration cannot change without re-creating it).
+
+Whatever goes wrong with an engine leaves as an ``EngineError`` or a
+``MalformedAnswer`` whose message a Viewer can read: ``_classify`` is the one place
+that turns library exceptions into them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import logging
+import math
 import re
 import shlex
 import subprocess
@@ -17,39 +27,78 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
-import docker.tls
 import requests.exceptions
+import urllib3.exceptions
 from cryptography import x509
 
 from . import hostio
-from .parse import MalformedAnswer, build_snapshot
+from .address import ForbiddenAddress, Resolver, parse_ip, resolve_and_check, system_resolver
+from .budget import DEFAULT_POLL_SECONDS, Budget
+from .errors import (
+    AnswerTooLarge,
+    DeadlineExceeded,
+    EngineError,
+    EngineRedirected,
+    EngineRejected,
+    EngineUnreachable,
+    MalformedAnswer,
+)
+from .parse import build_snapshot
 from .snapshot import Connection, Container, HostSnapshot
 from .target import EngineTarget
+from .text import printable, truncate
+from .transport import EngineAdapter, Route, TLSFiles, Watchdog, api_path
+
+__all__ = [
+    "AnswerTooLarge",
+    "Budget",
+    "DeadlineExceeded",
+    "EngineError",
+    "EngineRedirected",
+    "EngineRejected",
+    "EngineUnreachable",
+    "MalformedAnswer",
+    "collect",
+    "open_client",
+    "probe",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 INSPECT_WORKERS = 8
+NOT_DOCKER = "the engine answered something that is not the Docker API"
+# Docker object ids are hex; names may appear where a proxy or an old engine lists
+# them. Anything else would be pasted into a request path.
+_OBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-class EngineError(Exception):
-    """The engine could not be read. ``transient`` errors are worth a retry."""
-
-    transient = False
+# --- errors -------------------------------------------------------------------------
 
 
-class EngineUnreachable(EngineError):
-    transient = True
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: requests and urllib3 nest the real reason in args."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack and len(seen) < 32:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        stack += [c for c in (current.__cause__, current.__context__, getattr(current, "reason", None)) if isinstance(c, BaseException)]
 
 
-class EngineRejected(EngineError):
-    """TLS, SSH or authorization refused us: retrying will not help."""
+def _engine_text(text: object, limit: int = 300) -> str:
+    """Text that came from the engine, fit to be shown in an error message."""
+    return printable(truncate(str(text), limit))
 
 
 def _reason(exc: BaseException) -> str:
@@ -58,54 +107,170 @@ def _reason(exc: BaseException) -> str:
     for marker in ("certificate has expired", "certificate verify failed", "alert certificate expired", "alert bad certificate", "alert unknown ca"):
         if marker in text:
             detail = text[text.index(marker) :].split("'")[0]
-            return re.sub(r"\s*\(_ssl\.c:\d+\)?.*$", "", detail).strip(" :)")
+            return _engine_text(re.sub(r"\s*\(_ssl\.c:\d+\)?.*$", "", detail).strip(" :)"))
     for marker in ("Connection refused", "No such file or directory", "Permission denied", "timed out", "Name or service not known"):
         if marker in text:
             return marker.lower()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    return _engine_text(text.splitlines()[0]) if text else type(exc).__name__
 
 
-def _classify(exc: BaseException, url: str) -> EngineError:
-    text = str(exc)
-    if isinstance(exc, requests.exceptions.SSLError) or "SSL" in text or "certificate" in text:
+def _classify(exc: BaseException, url: str, budget: Budget) -> EngineError | MalformedAnswer:
+    """The one translation of what went wrong into an error the poller and a Viewer understand."""
+    if isinstance(exc, EngineError | MalformedAnswer):
+        return exc
+    if budget.expired:
+        return budget.exceeded()
+    causes = list(_causes(exc))
+
+    def found(*kinds: type[BaseException]) -> BaseException | None:
+        return next((c for c in causes if isinstance(c, kinds)), None)
+
+    if isinstance(exc, ForbiddenAddress):
+        return EngineRejected(str(exc))
+    if (api := found(docker.errors.APIError)) is not None:
+        return _api_error(api, url)  # type: ignore[arg-type]
+    if (bad := found(json.JSONDecodeError, UnicodeDecodeError)) is not None:
+        return MalformedAnswer(f"{NOT_DOCKER}: {_engine_text(bad, 200)}")
+    if found(RecursionError):
+        return MalformedAnswer(f"{NOT_DOCKER}: its JSON nests too deeply to be a Docker API answer")
+    text = " ".join(str(c) for c in causes[:3])
+    if found(requests.exceptions.SSLError, urllib3.exceptions.SSLError) or "SSL" in text or "certificate" in text:
         return EngineRejected(f"TLS handshake with {url} failed: {_reason(exc)}")
-    if isinstance(exc, docker.errors.APIError) and exc.status_code in (401, 403):
-        return EngineRejected(f"{url} refused the request: {exc.explanation or exc}")
     if "Permission denied" in text:
         return EngineRejected(f"cannot open {url}: permission denied (is the worker's user in the docker group?)")
-    if isinstance(exc, requests.exceptions.Timeout) or "timed out" in text.lower():
+    if found(http.client.RemoteDisconnected):
+        return EngineUnreachable(f"{url} closed the connection without answering")
+    if found(http.client.IncompleteRead, urllib3.exceptions.IncompleteRead, requests.exceptions.ChunkedEncodingError):
+        return EngineUnreachable("the engine closed the connection before its answer was complete")
+    if (garbled := found(http.client.HTTPException)) is not None:
+        return MalformedAnswer(f"{NOT_DOCKER}: {url} does not answer in HTTP ({type(garbled).__name__}: {_engine_text(garbled, 120)})")
+    # urllib3's NewConnectionError (refused, no such socket) is a ConnectTimeoutError
+    # by inheritance only; requests' Timeout covers the real connect and read timeouts.
+    if found(requests.exceptions.Timeout, urllib3.exceptions.ReadTimeoutError, TimeoutError) or "timed out" in text.lower():
         return EngineUnreachable(f"{url} did not answer in time: {_reason(exc)}")
-    return EngineUnreachable(f"cannot reach {url}: {_reason(exc)}")
+    if found(ConnectionResetError, BrokenPipeError) and not found(urllib3.exceptions.NewConnectionError):
+        return EngineUnreachable("the engine closed the connection before its answer was complete")
+    if isinstance(exc, docker.errors.DockerException | requests.exceptions.RequestException | OSError):
+        return EngineUnreachable(f"cannot reach {url}: {_reason(exc)}")
+    if isinstance(exc, ValueError | KeyError | TypeError | AttributeError | IndexError):
+        return MalformedAnswer(f"{NOT_DOCKER}: {type(exc).__name__}: {_engine_text(exc, 200)}")
+    # Anything else is still the engine's doing as far as this poll can tell; name it.
+    return MalformedAnswer(f"reading {url} failed: {type(exc).__name__}: {_engine_text(exc, 200)}")
+
+
+def _api_error(exc: docker.errors.APIError, url: str) -> EngineError | MalformedAnswer:
+    status = exc.status_code or 0
+    path = exc.response.request.path_url if exc.response is not None and exc.response.request is not None else ""
+    said = f": {_engine_text(exc.explanation, 200)}" if exc.explanation else ""
+    what = f"{url} answered {_engine_text(api_path(path), 100)} with {status}"
+    if status in (401, 403):
+        return EngineRejected(f"{url} refused the request: {status}{said}")
+    if status >= 500:
+        return EngineUnreachable(f"{what}{said}")
+    if status == 404:
+        return MalformedAnswer(f"{NOT_DOCKER}: {what} (not found){said}")
+    return EngineRejected(f"{what}{said}")
+
+
+# A time limit of the process running the poll (Celery's soft limit, a terminate) is
+# its caller's to handle, not an engine's fault: matched by name, the collector
+# imports nothing from the task queue.
+_NOT_THE_ENGINES = frozenset({"SoftTimeLimitExceeded", "TimeLimitExceeded", "Terminated", "WorkerLostError"})
 
 
 @contextlib.contextmanager
-def _ssh_tunnel(target: EngineTarget, workdir: Path) -> Iterator[str]:
+def _engine_errors(url: str, budget: Budget) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        if any(cls.__name__ in _NOT_THE_ENGINES for cls in type(exc).__mro__):
+            raise
+        classified = _classify(exc, url, budget)
+        if classified is exc:
+            raise
+        raise classified from exc
+
+
+# --- connecting ---------------------------------------------------------------------
+
+
+def _before_deadline(fn: Callable[[], T], budget: Budget, doing: str) -> T:
+    """``fn()`` in a helper thread, abandoned at the deadline: for blocking calls that
+    take no timeout, like the system resolver."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="posture-resolve", daemon=True)
+    thread.start()
+    thread.join(budget.remaining())
+    if thread.is_alive():
+        budget.expire()
+        raise DeadlineExceeded(f"{doing} did not finish within the {budget.seconds:g} s {budget.name} deadline")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _addresses(target: EngineTarget, budget: Budget, resolver: Resolver) -> list[str]:
+    """The checked addresses for a tcp or ssh engine, resolved now, not at registration."""
+    url = target.url
+    port = url.port or (22 if url.scheme == "ssh" else 2376)
+    try:
+        if parse_ip(url.host) is not None:  # nothing to look up
+            return resolve_and_check(url.host, port, resolver)
+        return _before_deadline(lambda: resolve_and_check(url.host, port, resolver), budget, f"resolving {url.host}")
+    except ForbiddenAddress as exc:
+        raise EngineRejected(str(exc)) from None
+    except OSError as exc:
+        raise EngineUnreachable(f"cannot resolve {url.host}: {_engine_text(getattr(exc, 'strerror', None) or exc, 200)}") from None
+
+
+def _known_hosts_name(host: str, port: int | None) -> str:
+    """The name ssh files a host key under for the registered host (its put_host_port)."""
+    return host if port in (None, 22) else f"[{host}]:{port}"
+
+
+@contextlib.contextmanager
+def _ssh_tunnel(target: EngineTarget, workdir: Path, address: str, budget: Budget) -> Iterator[str]:
     """Forward the remote engine socket to a local one with the system ssh client.
 
     The system client honours ConnectTimeout and BatchMode, pins the host key in a
     per-host known_hosts file (trust on first use), and needs nothing on the remote
-    side but sshd and the engine socket.
+    side but sshd and the engine socket. It connects to ``address``, the one the
+    address guard checked, and files the host key under the registered name
+    (``HostKeyAlias``), so pinning does not depend on what DNS said today.
     """
     url = target.url
     local = workdir / "engine.sock"
-    cmd = ["ssh", "-N", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, int(target.timeout))}"]
+    # When the budget ends first, ssh must not give up before it (with a vaguer reason).
+    remaining = budget.remaining()
+    connect_timeout = max(1, int(target.timeout)) if target.timeout < remaining else math.ceil(remaining) + 1
+    cmd = ["ssh", "-N", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect_timeout}"]
     cmd += ["-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
     cmd += ["-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={target.ssh_known_hosts or workdir / 'known_hosts'}"]
+    cmd += ["-o", f"HostKeyAlias={_known_hosts_name(url.host, url.port)}", "-o", "CheckHostIP=no"]
     if target.ssh_key:
         cmd += ["-o", "IdentitiesOnly=yes", "-i", str(target.ssh_key)]
     if url.port:
         cmd += ["-p", str(url.port)]
     if url.user:
         cmd += ["-l", url.user]
-    cmd += ["-L", f"{local}:{url.path}", "--", url.host]
+    cmd += ["-L", f"{local}:{url.path}", "--", address]
     log.debug("ssh tunnel: %s", shlex.join(cmd))
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + target.timeout + 2
+        deadline = min(time.monotonic() + target.timeout + 2, time.monotonic() + budget.remaining())
         while not local.exists():
+            if time.monotonic() > deadline and budget.remaining() < 0.1:
+                raise budget.exceeded()
             if proc.poll() is not None:
-                err = (proc.stderr.read() if proc.stderr else b"").decode(errors="replace").strip().splitlines()
-                message = err[-1] if err else f"ssh exited with status {proc.returncode}"
+                err = (proc.stderr.read(64 * 1024) if proc.stderr else b"").decode(errors="replace").strip().splitlines()
+                message = _engine_text(err[-1]) if err else f"ssh exited with status {proc.returncode}"
                 kind = EngineRejected if "denied" in message or "verification failed" in message else EngineUnreachable
                 raise kind(f"ssh to {url} failed: {message}")
             if time.monotonic() > deadline:
@@ -118,6 +283,7 @@ def _ssh_tunnel(target: EngineTarget, workdir: Path) -> Iterator[str]:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
 def _check_certificate(path: Path | None, what: str, now: datetime) -> None:
@@ -134,51 +300,76 @@ def _check_certificate(path: Path | None, what: str, now: datetime) -> None:
         raise EngineRejected(f"the {what} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
 
 
+def _install(client: docker.APIClient, adapter: EngineAdapter) -> None:
+    """Make ``adapter`` the session's only transport.
+
+    The SDK mounts its own adapters for http://, https:// and its unix scheme; with
+    them gone, a request for anything but the engine's origin finds no transport.
+    """
+    for mounted in list(client.adapters.values()):
+        if mounted is not adapter:
+            mounted.close()
+    client.adapters.clear()
+    client.mount(adapter.origin + "/", adapter)
+    # The worker's environment must not steer engine traffic: requests would let
+    # REQUESTS_CA_BUNDLE replace the host's CA and HTTP(S)_PROXY reroute the API.
+    client.trust_env = False
+    client.max_redirects = 0
+    # Docker never compresses its answers; asking for none keeps the size limits honest.
+    client.headers["Accept-Encoding"] = "identity"
+
+
 @contextlib.contextmanager
-def open_client(target: EngineTarget) -> Iterator[tuple[docker.APIClient, dict[str, Any]]]:
-    """An API client for ``target`` with a timeout on every call, and its /version answer.
+def open_client(target: EngineTarget, *, budget: Budget, resolver: Resolver = system_resolver) -> Iterator[tuple[docker.APIClient, dict[str, Any]]]:
+    """An API client for ``target`` within ``budget``, and its /version answer.
 
     Never ``docker.from_env()``: it follows the CLI context and environment of
-    whoever runs the worker, not the host the operator registered.
+    whoever runs the worker, not the host the operator registered. Raises what the
+    library raised; callers classify it (``_engine_errors``).
     """
     url = target.url
     with contextlib.ExitStack() as stack:
-        tls: docker.tls.TLSConfig | bool = False
+        watchdog = stack.enter_context(Watchdog(budget))
+        route = Route(budget=budget, watchdog=watchdog, per_read=target.timeout)
+        tls: TLSFiles | None = None
+        host, port = "localhost", 80
         if url.scheme == "unix":
-            base_url = f"unix://{url.path}"
+            route.unix_path = url.path
+            origin = "http+docker://localhost"
         elif url.scheme == "ssh":
+            address = _addresses(target, budget, resolver)[0]
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="posture-ssh-")))
-            base_url = stack.enter_context(_ssh_tunnel(target, workdir))
-        elif target.uses_tls:
-            now = datetime.now(UTC)
-            _check_certificate(target.tls_ca, "CA certificate", now)
-            _check_certificate(target.tls_cert, "client certificate", now)
-            # Always verify the server against the host's own CA.
-            client_cert = (str(target.tls_cert), str(target.tls_key)) if target.tls_cert and target.tls_key else None
-            tls = docker.tls.TLSConfig(client_cert=client_cert, ca_cert=str(target.tls_ca), verify=True)
-            base_url = f"https://{url.netloc}"
+            route.unix_path = stack.enter_context(_ssh_tunnel(target, workdir, address, budget)).removeprefix("unix://")
+            origin = "http+docker://localhost"
         else:
-            if not target.insecure:
+            if not target.uses_tls and not target.insecure:
                 raise EngineRejected(f"{url} is plain tcp without TLS; mark the host insecure to poll it anyway")
-            base_url = f"http://{url.netloc}"
-        try:
-            # Negotiate the API version ourselves (rather than version="auto") so the
-            # client is configured before its first request, and the answer is reused.
-            client = docker.APIClient(
-                base_url=base_url, tls=tls, timeout=target.timeout, version=docker.constants.MINIMUM_DOCKER_API_VERSION, max_pool_size=INSPECT_WORKERS + 2
-            )
-            # The worker's environment must not steer engine traffic: requests would let
-            # REQUESTS_CA_BUNDLE replace the host's CA and HTTP(S)_PROXY reroute the API.
-            client.trust_env = False
-            stack.callback(client.close)
-            version = client.version(api_version=False)
-        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-            raise _classify(exc, str(url)) from exc
-        except ValueError as exc:
-            raise MalformedAnswer(f"{url} answered /version with something that is not the Docker Engine API: {exc}") from exc
-        if not isinstance(version, dict) or not version.get("ApiVersion"):
-            raise MalformedAnswer(f"{url} answered /version without an ApiVersion")
-        client._version = min(str(version["ApiVersion"]), docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_key)
+            route.addresses, route.port = _addresses(target, budget, resolver), url.port or 2376
+            host, port = url.host, route.port
+            if target.uses_tls:
+                now = datetime.now(UTC)
+                _check_certificate(target.tls_ca, "CA certificate", now)
+                _check_certificate(target.tls_cert, "client certificate", now)
+                # Always verify the server against the host's own CA.
+                with_key = target.tls_cert is not None and target.tls_key is not None
+                tls = TLSFiles(ca=str(target.tls_ca), cert=str(target.tls_cert) if with_key else None, key=str(target.tls_key) if with_key else None)
+            origin = f"{'https' if tls else 'http'}://{url.netloc}"
+        # Negotiate the API version ourselves (rather than version="auto") so the
+        # client is configured before its first request, and the answer is reused.
+        client = docker.APIClient(
+            base_url=origin if url.scheme == "tcp" else f"unix://{route.unix_path}",
+            timeout=target.timeout,
+            version=docker.constants.MINIMUM_DOCKER_API_VERSION,
+        )
+        stack.callback(client.close)
+        adapter = EngineAdapter(client.base_url, route, host=host, port=port, tls=tls, maxsize=INSPECT_WORKERS + 2, shown_as=str(url))
+        _install(client, adapter)
+        version = client.version(api_version=False)
+        if not isinstance(version, dict) or not isinstance(version.get("ApiVersion"), str) or not version.get("ApiVersion"):
+            raise MalformedAnswer(f"{NOT_DOCKER}: its /version answer has no ApiVersion")
+        client._version = min(version["ApiVersion"], docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_key)
+        if not _version_key(client._version):
+            raise MalformedAnswer(f"{NOT_DOCKER}: API version {_engine_text(version['ApiVersion'], 40)!r}")
         yield client, version
 
 
@@ -187,23 +378,51 @@ def _version_key(v: str) -> tuple[int, ...]:
 
 
 class _Counter:
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget) -> None:
         self.calls = 1  # /version, read by open_client
         self._lock = threading.Lock()
+        self._budget = budget
 
     def __call__(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self._budget.check()  # no new call past the deadline, even one a thread had queued
         with self._lock:
             self.calls += 1
         return fn(*args, **kwargs)
 
 
+def _listed_id(item: Any, what: str) -> str:
+    """The id of one entry of a list answer, checked before it goes into a request path."""
+    ident = item.get("Id") if isinstance(item, Mapping) else None
+    if not isinstance(ident, str) or not _OBJECT_ID.match(ident):
+        raise MalformedAnswer(f"{NOT_DOCKER}: the {what} list holds {_engine_text(repr(item), 80)}, which is not a {what} with an Id")
+    return ident
+
+
 def _unchanged(listed: Mapping[str, Any], previous: Container) -> bool:
-    networks = (listed.get("NetworkSettings") or {}).get("Networks") or {}
-    return listed.get("State") == previous.state and sorted(networks) == sorted(a.network for a in previous.attachments)
+    settings = listed.get("NetworkSettings")
+    networks = settings.get("Networks") if isinstance(settings, Mapping) else None
+    names = sorted(networks) if isinstance(networks, Mapping) else []
+    return listed.get("State") == previous.state and names == sorted(a.network for a in previous.attachments)
 
 
-def _read(client: docker.APIClient, version: dict[str, Any], previous: HostSnapshot | None, connection: Connection, workers: int) -> HostSnapshot:
-    call = _Counter()
+def _gather(pool: ThreadPoolExecutor, calls: list[Callable[[], T]], budget: Budget) -> list[T]:
+    """Run ``calls`` on ``pool``; their results in order, or the first failure, or
+    ``DeadlineExceeded`` at the deadline — never a wait past it."""
+    futures: list[Future[T]] = [pool.submit(c) for c in calls]
+    _done, pending = wait(futures, timeout=budget.remaining(), return_when=FIRST_EXCEPTION)
+    failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+    if failed is not None:
+        raise failed.exception()  # type: ignore[misc]
+    if pending:
+        budget.expire()
+        raise budget.exceeded()
+    return [f.result() for f in futures]
+
+
+def _read(
+    client: docker.APIClient, version: dict[str, Any], previous: HostSnapshot | None, connection: Connection, workers: int, budget: Budget
+) -> HostSnapshot:
+    call = _Counter(budget)
 
     def inspect(fn: Callable[[str], Any], ident: str) -> Any:
         try:
@@ -215,20 +434,30 @@ def _read(client: docker.APIClient, version: dict[str, Any], previous: HostSnaps
     listed_networks = call(client.networks)
     listed_containers = call(client.containers, all=True)
     if not isinstance(listed_networks, list) or not isinstance(listed_containers, list):
-        raise MalformedAnswer("the engine's network or container list is not a list")
+        raise MalformedAnswer(f"{NOT_DOCKER}: the engine's network or container list is not a list")
+    network_ids = [_listed_id(n, "network") for n in listed_networks]
     known = {c.id: c for c in previous.containers} if previous else {}
     reused: list[Container] = []
     to_inspect: list[str] = []
     for item in listed_containers:
-        prev = known.get(item.get("Id", ""))
+        ident = _listed_id(item, "container")
+        prev = known.get(ident)
         if prev is not None and _unchanged(item, prev):
             reused.append(prev)
         else:
-            to_inspect.append(item["Id"])
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inspect") as pool:
-        networks = pool.map(lambda n: inspect(client.inspect_network, n["Id"]), listed_networks)
-        inspected = pool.map(lambda cid: inspect(client.inspect_container, cid), to_inspect)
-        networks, inspected = [n for n in networks if n], [c for c in inspected if c]
+            to_inspect.append(ident)
+    # Not ``with ThreadPoolExecutor``: its exit waits for every thread, deadline or not.
+    # Threads still blocked when this returns are freed by the watchdog, which shuts
+    # their connections when open_client exits.
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inspect")
+    try:
+        calls = [lambda n=n: inspect(client.inspect_network, n) for n in network_ids]
+        calls += [lambda c=c: inspect(client.inspect_container, c) for c in to_inspect]
+        answers = _gather(pool, calls, budget)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    networks = [n for n in answers[: len(network_ids)] if n]
+    inspected = [c for c in answers[len(network_ids) :] if c]
     return build_snapshot(
         collected_at=datetime.now(UTC).isoformat(timespec="seconds"),
         connection=connection,
@@ -241,24 +470,32 @@ def _read(client: docker.APIClient, version: dict[str, Any], previous: HostSnaps
     )
 
 
-def collect(target: EngineTarget, previous: HostSnapshot | None = None, *, workers: int = INSPECT_WORKERS) -> HostSnapshot:
-    """Read one engine. Raises ``EngineError`` or ``MalformedAnswer`` with a clear message."""
+def collect(
+    target: EngineTarget,
+    previous: HostSnapshot | None = None,
+    *,
+    budget: Budget | None = None,
+    workers: int = INSPECT_WORKERS,
+    resolver: Resolver = system_resolver,
+) -> HostSnapshot:
+    """Read one engine within ``budget`` (by default ``DEFAULT_POLL_SECONDS`` and the
+    default size limits, counted from this call).
+
+    Raises only ``EngineError`` subclasses or ``MalformedAnswer``, with a message a
+    Viewer can read and ``transient`` set for what is worth a retry.
+    """
+    budget = budget or Budget(DEFAULT_POLL_SECONDS)
     url = target.url
     connection = Connection(scheme=url.scheme, address=str(url), tls=target.uses_tls, client_cert=bool(target.tls_cert))
-    with open_client(target) as (client, version):
-        try:
-            # The host around the engine, when opted in; never raises.
-            return hostio.observe(target, _read(client, version, previous, connection, workers))
-        except MalformedAnswer:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
-            # Includes requests' JSONDecodeError: an answer that is not JSON at all.
-            raise MalformedAnswer(f"{url} answered with something that is not the Docker Engine API: {exc}") from exc
-        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-            raise _classify(exc, str(url)) from exc
+    with _engine_errors(str(url), budget), open_client(target, budget=budget, resolver=resolver) as (client, version):
+        # The host around the engine, when opted in; never raises.
+        return hostio.observe(target, _read(client, version, previous, connection, workers, budget))
 
 
-def probe(target: EngineTarget) -> str:
-    """Connect and read ``/version``: for "test connection". Raises ``EngineError`` or ``MalformedAnswer``."""
-    with open_client(target) as (_client, version):
-        return f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}, {version.get('Os', '?')}/{version.get('Arch', '?')})"
+def probe(target: EngineTarget, *, budget: Budget | None = None, resolver: Resolver = system_resolver) -> str:
+    """Connect and read ``/version``, for "test connection", within ``budget`` (by default
+    ``Budget.for_probe()``). Raises ``EngineError`` or ``MalformedAnswer``."""
+    budget = budget or Budget.for_probe()
+    with _engine_errors(str(target.url), budget), open_client(target, budget=budget, resolver=resolver) as (_client, version):
+        fields = [_engine_text(version.get(k) or "?", 40) for k in ("Version", "ApiVersion", "Os", "Arch")]
+        return "Docker {} (API {}, {}/{})".format(*fields)

@@ -106,6 +106,8 @@ class Container:
     sysctls: Mapping[str, str] = field(default_factory=lambda: frozen_map({}))
     extra_hosts: tuple[str, ...] = ()
     security_opt: tuple[str, ...] = ()
+    # What the collector cut to keep the snapshot bounded ("labels: kept 256 of 1456").
+    truncated: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -149,6 +151,7 @@ class Network:
     gateways: tuple[str, ...] = ()
     # Names of the containers attached, as the engine reports them.
     containers: tuple[str, ...] = ()
+    truncated: tuple[str, ...] = ()
 
     @property
     def is_default_bridge(self) -> bool:
@@ -190,6 +193,7 @@ class Engine:
     authorization_plugins: tuple[str, ...] = ()
     insecure_registries: tuple[str, ...] = ()
     live_restore: bool = False
+    truncated: tuple[str, ...] = ()
 
     @property
     def rootless(self) -> bool:

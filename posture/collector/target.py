@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-# Cloud metadata services answer on these; a poll pointed there would leak credentials.
-_FORBIDDEN_NETS = (
-    ipaddress.ip_network("169.254.0.0/16"),
-    ipaddress.ip_network("fe80::/10"),
-    ipaddress.ip_network("fd00:ec2::254/128"),
-    ipaddress.ip_network("0.0.0.0/8"),
-    ipaddress.ip_network("::/128"),
-)
+from .address import ForbiddenAddress, check_ip, parse_ip
+
 _FORBIDDEN_NAMES = frozenset({"metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal"})
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$")
@@ -51,19 +44,22 @@ class EngineURL:
 
 
 def _check_host(host: str) -> str:
+    """The host as Posture will use it: an IP address in its one canonical spelling
+    (whatever legacy form the operator wrote), or a lower-case name. Names are checked
+    again, with every address they resolve to, each time a poll connects."""
     if not host:
         raise InvalidEngineURL("the URL names no host")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
+    ip = parse_ip(host)
+    if ip is None:
         if not _HOSTNAME.match(host):
-            raise InvalidEngineURL(f"{host!r} is neither an IP address nor a valid host name") from None
+            raise InvalidEngineURL(f"{host!r} is neither an IP address nor a valid host name")
         if host.lower().rstrip(".") in _FORBIDDEN_NAMES:
-            raise InvalidEngineURL(f"{host!r} is a cloud metadata service, not a Docker engine") from None
+            raise InvalidEngineURL(f"{host!r} is a cloud metadata service, not a Docker engine")
         return host.lower()
-    if any(ip in net for net in _FORBIDDEN_NETS):
-        raise InvalidEngineURL(f"{host} is a link-local, metadata or unspecified address; Posture will not poll it")
-    return str(ip)
+    try:
+        return str(check_ip(ip, host))
+    except ForbiddenAddress as exc:
+        raise InvalidEngineURL(str(exc)) from None
 
 
 def parse_engine_url(url: str) -> EngineURL:

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from posture.collector.text import printable
 from posture.exports import host_listing
 from posture.labels import parse_label_list
 from posture.management.cli import command_error
@@ -90,7 +91,7 @@ class Command(BaseCommand):
             return
         for r in rows:
             self.stdout.write(
-                f"{r['name']:<24} {r['url']:<40} {'enabled' if r['enabled'] else 'disabled':<8} every {r['interval']}s  {r['last_status']:<11} {r['last_poll_at'] or 'never'}  {r['last_error']}"
+                f"{r['name']:<24} {r['url']:<40} {'enabled' if r['enabled'] else 'disabled':<8} every {r['interval']}s  {r['last_status']:<11} {r['last_poll_at'] or 'never'}  {printable(r['last_error'])}"
             )
 
     def handle_remove(self, *, name: str, **opts: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from posture import polling
+from posture.collector.text import printable
 from posture.models import DockerHost
 
 
@@ -34,7 +35,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"{host.name}: another poll is running; try again shortly")
                 failed.append(host.name)
             elif not run.succeeded:
-                self.stderr.write(f"{host.name}: {run.error}")
+                self.stderr.write(f"{host.name}: {printable(run.error)}")  # engine text: no terminal escapes
                 failed.append(host.name)
             else:
                 self.stdout.write(
