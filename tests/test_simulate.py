@@ -4,7 +4,11 @@ Posture's collector read like real ones, built from a real engine's recorded ans
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -12,18 +16,24 @@ from collections import Counter
 import docker
 import docker.errors
 import pytest
+from django.core.management import CommandError, call_command
 
 from posture.collector import parse_engine_url
 from posture.collector.engine import collect
 from posture.collector.parse import parse_container
 from posture.collector.snapshot import HostSnapshot
 from posture.collector.target import EngineTarget
+from posture.management.commands.simulate import register_simulated
+from posture.models import DockerHost
 from posture.rules import evaluate
 from posture.simulate import Simulator, SimulatorError, simulated_fleet
 from posture.simulate.answers import BRIDGE_SUBNET, SimContainer, SimNetwork, container_inspect, container_listed, network_inspect
 from posture.simulate.catalog import Publish, Spec
 from posture.simulate.host import SimHost
 from posture.simulate.recording import load
+
+from .processes import ROOT, process_env
+from .waiting import wait_for
 
 # What each intended exposure must raise, by rule id.
 EXPOSURE_RULES = {
@@ -251,3 +261,58 @@ def test_a_thousand_hosts_in_one_process(tmp_path):
 def test_refuses_a_socket_another_simulator_serves(tmp_path):
     with simulated_fleet(hosts=1, containers=1, directory=tmp_path), pytest.raises(SimulatorError, match="another process"):
         asyncio.run(Simulator(tmp_path, hosts=1, containers=1).start())
+
+
+# --- manage.py simulate --------------------------------------------------------------
+
+
+def test_manage_py_simulate_serves_registers_and_stops_cleanly(transactional_db, tmp_path):
+    sockets = tmp_path / "sockets"
+    cmd = [sys.executable, "manage.py", "simulate", "--hosts", "3", "--containers", "6", "--register", "--dir", str(sockets), "--seed", "5"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=process_env(tmp_path / "var"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: DockerHost.objects.filter(labels__simulated="true").count() == 3 or proc.poll() is not None, timeout=60, what="three registered hosts")
+        hosts = list(DockerHost.objects.order_by("name"))
+        assert [(h.name, h.url) for h in hosts] == [(f"sim-{i:04d}", f"unix://{sockets}/sim-{i:04d}.sock") for i in (1, 2, 3)]
+        # Polled through the normal pipeline, like any engine.
+        run = hosts[0].poll()
+        hosts[0].refresh_from_db()
+        assert (run.status, hosts[0].last_status) == ("ok", "ok")
+        assert hosts[0].snapshot.snapshot().engine.name.endswith("-0001")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "Registered 3 new host(s)" in output and "Simulator stopped" in output
+    assert not list(sockets.glob("*.sock"))
+
+
+def test_register_adds_each_simulated_host_once(db):
+    with simulated_fleet(hosts=2, containers=1) as fleet:
+        assert register_simulated(fleet) == 2
+        assert register_simulated(fleet) == 0
+    assert list(DockerHost.objects.values_list("name", "labels")) == [("sim-0001", {"simulated": "true"}), ("sim-0002", {"simulated": "true"})]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hosts", "0"], "at least 1"),
+        (["--hosts", "1", "--interval", "0"], "above 0"),
+        (["--hosts", "1", "--dir", "/tmp/" + "d" * 120], "too long for a unix socket"),
+    ],
+)
+def test_simulate_refuses_bad_input_clearly(db, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("simulate", *args, stdout=io.StringIO())
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_stopping_the_simulator_ends_open_event_streams_and_removes_its_sockets(tmp_path):
+    ended = threading.Event()
+    with simulated_fleet(hosts=2, containers=2, directory=tmp_path) as fleet:
+        stream = client(fleet.urls[0]).events(decode=True)
+        threading.Thread(target=lambda: (list(stream), ended.set()), daemon=True).start()
+        fleet.churn(0, 1)
+    assert ended.wait(10)
+    assert not list(tmp_path.iterdir())

@@ -260,10 +260,12 @@ class SimHost:
 
     def churn(self, count: int) -> list[str]:
         """Make ``count`` changes, drawn from this host's own churn generator; returns what was done."""
-        done = []
+        done: list[str] = []
         for _ in range(count):
             action = self.churn_rng.choices(CHURN_ACTIONS, CHURN_WEIGHTS)[0]
             pool = sorted(self.containers.values(), key=lambda c: c.name)
+            if not pool:
+                break
             stopped = [c for c in pool if not c.running]
             if action == "start" and not stopped:
                 action = "stop"

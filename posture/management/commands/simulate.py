@@ -82,23 +82,29 @@ class Command(BaseCommand):
         stopping = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            fleet = Fleet(Simulator(directory, hosts=hosts, containers=containers, seed=seed, churn=churn, interval=interval)).start()
+            self._serve(Simulator(directory, hosts=hosts, containers=containers, seed=seed, churn=churn, interval=interval), register, stopping)
         except SimulatorError as exc:
             raise CommandError(str(exc)) from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.stdout.write("Simulator stopped; sockets removed.")
+
+    def _serve(self, simulator: Simulator, register: bool, stopping: threading.Event) -> None:
+        fleet = Fleet(simulator).start()
         try:
             added = register_simulated(fleet) if register else 0
-            churning = f"churn {churn:g} per host every {interval:g}s" if churn else "no churn"
+            churning = f"churn {simulator.rate:g} per host every {simulator.interval:g}s" if simulator.rate else "no churn"
             self.stdout.write(
-                self.style.SUCCESS(f"Simulating {hosts} engines of {containers} containers in {fleet.simulator.directory} (seed {seed}, {churning}).")
+                self.style.SUCCESS(
+                    f"Simulating {simulator.count} engines of {simulator.containers} containers in {simulator.directory} (seed {simulator.seed}, {churning})."
+                )
             )
             if register:
-                self.stdout.write(f"Registered {added} new host(s) labelled simulated=true ({hosts - added} already there).")
+                self.stdout.write(f"Registered {added} new host(s) labelled simulated=true ({simulator.count - added} already there).")
             self.stdout.write("Ctrl-C stops the simulator and removes its sockets.")
             self.stdout.flush()
             while not stopping.wait(0.5):
                 pass
         finally:
             fleet.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        self.stdout.write("Simulator stopped; sockets removed.")
