@@ -127,6 +127,8 @@ def test_churn_changes_the_answers_and_streams_the_events_a_real_engine_sends():
             time.sleep(0.02)
         stream.close()
         assert live == containers_only
+        # A client that goes away leaves no subscriber behind.
+        wait_for(lambda: not fleet.call(lambda: len(fleet.hosts[0].subscribers)), timeout=10, what="the closed stream's subscriber to go")
         assert {e["Action"] for e in log} <= {"create", "start", "kill", "die", "stop", "destroy", "rename", "connect", "disconnect"}
         assert {"connect", "disconnect"} & {e["Action"] for e in log if e["Type"] == "network"}
         # Shaped as recorded from the real engine (API 1.41 keeps status/id/from).
@@ -316,3 +318,9 @@ def test_stopping_the_simulator_ends_open_event_streams_and_removes_its_sockets(
         fleet.churn(0, 1)
     assert ended.wait(10)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_churn_loop_changes_every_host_with_a_rate_of_one():
+    with simulated_fleet(hosts=3, containers=5, seed=9, churn=1, interval=0.2) as fleet:
+        wait_for(lambda: all(fleet.call(lambda h=h: h.changes) >= 1 for h in fleet.hosts), timeout=20, what="a churn round on every host")
+        assert all(any(e["Type"] == "container" for e in fleet.events(i)) for i in range(3))
