@@ -20,7 +20,7 @@ from django.core.management import CommandError, call_command
 
 from posture.collector import parse_engine_url
 from posture.collector.engine import collect
-from posture.collector.parse import parse_container
+from posture.collector.parse import build_snapshot, parse_container
 from posture.collector.snapshot import HostSnapshot
 from posture.collector.target import EngineTarget
 from posture.management.commands.simulate import register_simulated
@@ -104,6 +104,9 @@ def test_an_unchanged_host_answers_the_same_bytes_and_digest_every_poll(fleet):
     fleet.churn(3, 5)  # another host's churn leaves this one alone
     assert snapshot(url, previous=warm).digest() == cold.digest()
     assert api._get(api._url("/containers/json"), params={"all": 1}).content == raw[0]
+    # The same answers without HTTP, for building history offline.
+    offline = build_snapshot(collected_at=cold.collected_at, connection=cold.connection, **fleet.call(fleet.hosts[2].raw_answers))
+    assert offline.digest() == cold.digest()
 
 
 def test_churn_changes_the_answers_and_streams_the_events_a_real_engine_sends():

@@ -148,6 +148,16 @@ class SimHost:
             self._cache[key] = _dumps(network_inspect(self.rec, net, members))
         return self._cache[key]
 
+    def raw_answers(self) -> dict[str, Any]:
+        """The host's answers in the recording's shape (``version``, ``info``, ``networks``,
+        ``containers``), for building a snapshot without HTTP (``collector.parse.build_snapshot``)."""
+        return {
+            "version": self.rec.version,
+            "info": json.loads(self.answer_info()),
+            "networks": [json.loads(self.answer_network(n)) for n in self.networks.values()],
+            "containers": [json.loads(self.answer_container(c)) for c in self.containers.values()],
+        }
+
     # --- events -------------------------------------------------------------------
 
     def _now(self) -> int:
