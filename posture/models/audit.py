@@ -21,6 +21,13 @@ class AuditAction(models.TextChoices):
     SCHEDULE_DELETE = "schedule.delete", "Report schedule removed"
     USER_ADD = "user.add", "User created"
     USER_ROLE = "user.role", "User role changed"
+    CHANNEL_ADD = "channel.add", "Notification channel added"
+    CHANNEL_REMOVE = "channel.remove", "Notification channel removed"
+    CHANNEL_TEST = "channel.test", "Notification channel tested"
+    ALERT_RULE_ADD = "alert_rule.add", "Alert rule added"
+    ALERT_RULE_REMOVE = "alert_rule.remove", "Alert rule removed"
+    TOKEN_ADD = "token.add", "API token created"
+    TOKEN_REVOKE = "token.revoke", "API token revoked"
 
 
 class AuditEntry(models.Model):
