@@ -22,6 +22,7 @@ class AuditAction(models.TextChoices):
     USER_ADD = "user.add", "User created"
     USER_ROLE = "user.role", "User role changed"
     CHANNEL_ADD = "channel.add", "Notification channel added"
+    CHANNEL_EDIT = "channel.edit", "Notification channel paused or resumed"
     CHANNEL_REMOVE = "channel.remove", "Notification channel removed"
     CHANNEL_TEST = "channel.test", "Notification channel tested"
     ALERT_RULE_ADD = "alert_rule.add", "Alert rule added"
