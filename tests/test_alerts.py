@@ -242,3 +242,68 @@ def test_email_channels_use_the_mail_settings(mailoutbox):
     channel.add(actor=None, rule=AlertRule())
     assert service.test_channel(channel, actor=None)[0]
     assert mailoutbox[0].to == ["ops@example.com", "sec@example.com"]
+
+
+# --- the channels page -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["outsider", "viewer", "analyst"])
+def test_only_admins_see_and_change_channels(client, request, role):
+    client.force_login(request.getfixturevalue(role))
+    assert client.get("/alerts/").status_code == 403
+    assert client.post("/alerts/channels/new/", {"name": "x", "target": "json://127.0.0.1/h", "events": ["opened"], "min_severity": "low"}).status_code == 403
+    assert "/alerts/" not in client.get("/profile/").content.decode()
+    assert not Channel.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_admin_adds_tests_scopes_and_removes_a_channel_on_its_page(client, admin, webhook):
+    client.force_login(admin)
+    secret_url = f"json://bot:s3cret-token@127.0.0.1:{webhook.port}/hook"
+    form = {"name": "chat", "target": secret_url, "events": ["opened", "risk"], "min_severity": "high", "risk_points": "20", "labels_text": "env=prod"}
+    assert client.post("/alerts/channels/new/", form).status_code == 302
+    channel = Channel.objects.get()
+    page = client.get("/alerts/").content.decode()
+    assert "s3cret-token" not in page and "bot:****@" in page
+    assert "opened, risk; severity ≥ high; env=prod; risk +20" in page
+    client.post(f"/alerts/channels/{channel.pk}/test/")
+    assert webhook.received[-1]["title"] == "Posture: test notification"
+    assert "test message sent" in client.get("/alerts/").content.decode()
+    rule = {"channel": channel.pk, "events": ["unreachable"], "min_severity": "low", "risk_points": "10", "rules_text": "host-network"}
+    assert client.post("/alerts/rules/new/", rule).status_code == 302
+    assert channel.rules.count() == 2
+    client.post(f"/alerts/rules/{channel.rules.last().pk}/delete/")
+    client.post(f"/alerts/channels/{channel.pk}/toggle/")
+    assert not Channel.objects.get().enabled
+    client.post(f"/alerts/channels/{channel.pk}/delete/")
+    assert not Channel.objects.exists()
+    assert AuditEntry.objects.filter(actor=admin).count() == 6
+
+
+@pytest.mark.django_db
+def test_the_channel_form_explains_bad_input(client, admin):
+    client.force_login(admin)
+    bad = {"name": "x", "target": "nonsense://what", "events": ["opened"], "min_severity": "low", "risk_points": "10", "rules_text": "no-such"}
+    response = client.post("/alerts/channels/new/", bad)
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "unknown rule id(s): no-such" in html
+    bad["rules_text"] = ""
+    assert "Apprise does not understand" in client.post("/alerts/channels/new/", bad).content.decode()
+    assert not Channel.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_failing_channel_is_shown_failing_and_the_page_query_count_is_constant(client, admin, django_assert_max_num_queries):
+    client.force_login(admin)
+    for i in range(2):
+        add_channel(f"c{i}", f"json://127.0.0.1:9/h{i}")
+    Channel.objects.get(name="c0").record_failure("Connection refused", gave_up=True)
+    with django_assert_max_num_queries(12) as few:
+        page = client.get("/alerts/").content.decode()
+    assert "Failing" in page and "Connection refused" in page
+    for i in range(2, 8):
+        add_channel(f"c{i}", f"json://127.0.0.1:9/h{i}", "--events", "risk")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get("/alerts/")

@@ -29,7 +29,7 @@ def _fresh_throttles():
 
 @pytest.fixture
 def polled(engine, make_host):
-    engine.container("pg", ports={"5432/tcp": 15932})
+    engine.container("caps", cap_add=["NET_ADMIN"])
     engine.container("edge", network_mode="host")
     host = make_host("web-1", engine, labels={"env": "prod"})
     poll(host)
