@@ -130,7 +130,7 @@ def send_notification(self, notification_id: int) -> None:
     """Send one notification; on failure retry with exponential backoff, then give up
     and mark the channel failing. A sent notification is never sent again."""
     note = Notification.objects.select_related("channel").filter(pk=notification_id).first()
-    if note is None or not note.claim(self.request.id or ""):
+    if note is None or not note.acquire(self.request.id or ""):
         return
     try:
         send.send(note.channel, messages.title(note.transitions), messages.body(note.transitions))

@@ -307,3 +307,20 @@ def test_a_failing_channel_is_shown_failing_and_the_page_query_count_is_constant
         add_channel(f"c{i}", f"json://127.0.0.1:9/h{i}", "--events", "risk")
     with django_assert_max_num_queries(len(few.captured_queries)):
         client.get("/alerts/")
+
+
+@pytest.mark.django_db
+def test_a_sent_notification_is_never_sent_again(webhook):
+    from posture.tasks import send_notification
+
+    channel = add_channel("ops", webhook.url())
+    (note,) = Notification.objects.claim(
+        Channel.objects.with_rules(), [transition(key="finding-event:1", severity="high", rule_id="host-network", title="Shares the host network")], batch="poll:1"
+    )
+    send_notification.apply((note.pk,), task_id="first")
+    send_notification.apply((note.pk,), task_id="second")  # a duplicate delivery of the task
+    assert len(webhook.received) == 1 and "Shares the host network" in webhook.received[0]["message"]
+    note.refresh_from_db()
+    assert note.status == NotificationStatus.SENT and note.attempts == 1
+    assert Notification.objects.claim(Channel.objects.with_rules(), [transition(key="finding-event:1", severity="high")], batch="poll:1") == []
+    assert channel.notifications.count() == 1

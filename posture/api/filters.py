@@ -21,6 +21,14 @@ FINDING_FILTERS = {
 }
 
 
+def label_param(text: str) -> dict[str, str]:
+    """``?label=KEY=VALUE`` as a one-label scope; 400 if it is not that."""
+    try:
+        return dict([parse_label(text)])
+    except ValidationError as exc:
+        raise BadRequest({"label": exc.messages}) from None
+
+
 def filter_findings(findings: FindingQuerySet, params: Mapping[str, str]) -> FindingQuerySet:
     """``findings`` narrowed by the query parameters of ``FINDING_FILTERS``; 400 on a bad value."""
     status = params.get("status", FindingStatus.OPEN)
@@ -36,9 +44,5 @@ def filter_findings(findings: FindingQuerySet, params: Mapping[str, str]) -> Fin
             raise BadRequest({"severity": f"one of {', '.join(Severity.values())}"})
         findings = findings.at_least(params["severity"])
     if params.get("label"):
-        try:
-            label = dict([parse_label(params["label"])])
-        except ValidationError as exc:
-            raise BadRequest({"label": exc.messages}) from None
-        findings = findings.filter(host__in=DockerHost.objects.with_labels(label))
+        findings = findings.filter(host__in=DockerHost.objects.with_labels(label_param(params["label"])))
     return findings

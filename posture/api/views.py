@@ -18,7 +18,7 @@ from posture.models import AuditAction, AuditEntry, DockerHost, Finding, HostSta
 from posture.tasks import generate_report, poll_host
 
 from . import serializers as s
-from .filters import FINDING_FILTERS, filter_findings
+from .filters import FINDING_FILTERS, filter_findings, label_param
 
 VIEW_HOSTS, MANAGE_HOSTS, POLL = "posture.view_dockerhost", "posture.manage_hosts", "posture.poll_host"
 VIEW_FINDINGS, ACCEPT = "posture.view_finding", "posture.accept_risk"
@@ -63,7 +63,7 @@ class HostViewSet(viewsets.ModelViewSet):
         if params.get("status") in HostStatus.values:
             queryset = queryset.with_display_status(HostStatus(params["status"]))
         if params.get("label"):
-            queryset = queryset.with_labels(s.clean_labels(dict([params["label"].partition("=")[::2]])))
+            queryset = queryset.with_labels(label_param(params["label"]))
         return queryset
 
     def perform_create(self, serializer: s.HostSerializer) -> None:

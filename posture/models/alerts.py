@@ -285,7 +285,7 @@ class Notification(models.Model):
     def __str__(self) -> str:
         return f"{self.channel_id} {self.batch} ({len(self.transitions)})"
 
-    def claim(self, token: str, now: datetime | None = None) -> bool:
+    def acquire(self, token: str, now: datetime | None = None) -> bool:
         """PENDING → SENDING for one task; the same task re-delivered, or anyone once the
         lease ran out, may take it back. A SENT notification is never claimed again."""
         now = now or timezone.now()
