@@ -315,7 +315,9 @@ def test_a_sent_notification_is_never_sent_again(webhook):
 
     channel = add_channel("ops", webhook.url())
     (note,) = Notification.objects.claim(
-        Channel.objects.with_rules(), [transition(key="finding-event:1", severity="high", rule_id="host-network", title="Shares the host network")], batch="poll:1"
+        Channel.objects.with_rules(),
+        [transition(key="finding-event:1", severity="high", rule_id="host-network", title="Shares the host network")],
+        batch="poll:1",
     )
     send_notification.apply((note.pk,), task_id="first")
     send_notification.apply((note.pk,), task_id="second")  # a duplicate delivery of the task
