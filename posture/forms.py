@@ -150,7 +150,7 @@ class ChannelForm(AlertRuleForm):
     target = forms.CharField(
         label="Apprise URL or e-mail",
         max_length=2000,
-        widget=forms.PasswordInput(render_value=False),
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="json://host:port/path, slack://…, msteams://…, mmost://… or email:ops@example.com. Stored encrypted, never shown again.",
     )
     field_order = ["name", "target"]

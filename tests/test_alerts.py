@@ -326,3 +326,12 @@ def test_a_sent_notification_is_never_sent_again(webhook):
     assert note.status == NotificationStatus.SENT and note.attempts == 1
     assert Notification.objects.claim(Channel.objects.with_rules(), [transition(key="finding-event:1", severity="high")], batch="poll:1") == []
     assert channel.notifications.count() == 1
+
+
+@pytest.mark.django_db
+def test_paused_hosts_are_not_announced_as_stale():
+    paused = DockerHost.objects.create(name="paused", url="unix:///run/paused.sock", enabled=False)
+    never = DockerHost.objects.create(name="never-polled", url="unix:///run/never.sock")
+    DockerHost.objects.update(created_at=timezone.now() - timedelta(days=2))
+    assert [t.host_name for t in transitions.stale(timezone.now())] == [never.name]
+    assert paused.name not in {t.host_name for t in transitions.stale(timezone.now())}

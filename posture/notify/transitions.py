@@ -99,8 +99,10 @@ def _risk_rise(run: PollRun) -> tuple[RiskSample, int] | None:
 
 
 def stale(now: datetime) -> list[Transition]:
-    """Hosts with no good poll for a while; one transition per stale spell (keyed by its start)."""
-    hosts = DockerHost.objects.filter(DockerHost.objects.stale_q(now)).only("pk", "name", "labels", "last_success_at", "created_at", "poll_interval")
+    """Enabled hosts with no good poll for a while; one transition per stale spell (keyed by its start)."""
+    hosts = DockerHost.objects.filter(DockerHost.objects.stale_q(now), enabled=True).only(
+        "pk", "name", "labels", "last_success_at", "created_at", "poll_interval"
+    )
     found = []
     for host in hosts:
         since = host.last_success_at or host.created_at
