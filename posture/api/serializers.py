@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -177,7 +178,7 @@ class ReportSerializer(serializers.ModelSerializer):
         ]
 
     def get_download(self, report: Report) -> str | None:
-        return f"/api/reports/{report.pk}/download/" if report.is_ready else None
+        return reverse("api-report-download", kwargs={"pk": report.pk}) if report.is_ready else None
 
 
 class GenerateReportSerializer(serializers.Serializer):
