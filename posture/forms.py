@@ -1,4 +1,4 @@
-"""Forms for hosts and risk acceptance; credentials are write-only."""
+"""Forms for hosts, risk acceptance, reports and alerts; credentials and channel URLs are write-only."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from django import forms
 from django.utils import timezone
 
 from posture.labels import parse_labels
-from posture.models import DockerHost, ReportSchedule
+from posture.models import AlertEvent, AlertRule, DockerHost, ReportSchedule
+from posture.rules import BY_ID
 
 MAX_CREDENTIAL_BYTES = 64 * 1024
 CREDENTIAL_FIELDS = {"tls_ca": "CA certificate (PEM)", "tls_cert": "client certificate (PEM)", "tls_key": "client key (PEM)", "ssh_key": "SSH private key"}
@@ -114,3 +115,45 @@ class ReportScheduleForm(LabelScopeForm, forms.ModelForm):
 
 class GenerateReportForm(LabelScopeForm):
     days = forms.IntegerField(label="Period (days, ending now)", min_value=1, max_value=366, initial=7)
+
+
+class AlertRuleForm(LabelScopeForm, forms.ModelForm):
+    """What a channel is sent; the host label scope is typed as text."""
+
+    events = forms.MultipleChoiceField(choices=AlertEvent.choices, widget=forms.CheckboxSelectMultiple, initial=AlertRule().events)
+    rules_text = forms.CharField(label="Rules", required=False, help_text="Rule ids, comma-separated; empty means every rule.")
+
+    class Meta:
+        model = AlertRule
+        fields = ["channel", "events", "min_severity", "risk_points"]
+        labels = {"min_severity": "Severity at least", "risk_points": "Risk rise (points)"}
+        help_texts = {"risk_points": "For “risk”: alert when a poll raises a host's score by this much."}
+
+    def clean_rules_text(self) -> list[str]:
+        rule_ids = [r.strip() for r in self.cleaned_data.get("rules_text", "").split(",") if r.strip()]
+        unknown = [r for r in rule_ids if r not in BY_ID]
+        if unknown:
+            raise forms.ValidationError(f"unknown rule id(s): {', '.join(unknown)} (see the Rules page)")
+        return rule_ids
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        self.instance.labels = cleaned.get("labels_text") or {}
+        self.instance.rule_ids = cleaned.get("rules_text") or []
+        return cleaned
+
+
+class ChannelForm(AlertRuleForm):
+    """A new channel and its first rule."""
+
+    name = forms.CharField(max_length=100, help_text="Letters, digits, dots, dashes and underscores.")
+    target = forms.CharField(
+        label="Apprise URL or e-mail",
+        max_length=2000,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="json://host:port/path, slack://…, msteams://…, mmost://… or email:ops@example.com. Stored encrypted, never shown again.",
+    )
+    field_order = ["name", "target"]
+
+    class Meta(AlertRuleForm.Meta):
+        fields = ["events", "min_severity", "risk_points"]

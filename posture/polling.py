@@ -126,12 +126,13 @@ def poll(host: DockerHost, token: str | None = None) -> PollRun | None:
         host.release_lease(token)
 
 
-def record_timeout(host: DockerHost, token: str, seconds: int) -> None:
+def record_timeout(host: DockerHost, token: str, seconds: int) -> PollRun | None:
     """A poll cut by the soft time limit: the engine is too slow to be read."""
     run = PollRun.objects.running(host, token)
     if run is not None:
         host.record_failure(run, f"the engine did not answer within the {seconds}s poll time limit", status=HostStatus.UNREACHABLE)
     host.release_lease(token)
+    return run
 
 
 def test_connection(host: DockerHost) -> tuple[bool, str]:

@@ -17,6 +17,7 @@ ADMIN = [
     "auth.change_user",
     "auth.delete_user",
     "posture.view_auditentry",
+    "posture.manage_channels",
 ]
 ROLES = {"Viewer": VIEWER, "Analyst": ANALYST, "Admin": ADMIN}
 

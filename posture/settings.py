@@ -99,6 +99,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "axes",
     "posture",
 ]
@@ -242,7 +245,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_ROUTES = {"posture.tasks.generate_report": {"queue": "reports"}}
+# Notifications have a queue of their own: a slow or failing webhook never holds up a poll.
+CELERY_TASK_ROUTES = {"posture.tasks.generate_report": {"queue": "reports"}, "posture.tasks.send_notification": {"queue": "notify"}}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -263,6 +267,48 @@ REPORT_TIME_LIMIT = env_int("POSTURE_REPORT_HARD_LIMIT", 660)
 # A worker child that grew past this (KiB) after a task is replaced: WeasyPrint on a
 # large fleet is the memory-hungry part.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("POSTURE_WORKER_MAX_MEMORY_KB", 1024 * 1024)
+
+# --- Alerts ---
+# Links in alerts point here: the address people reach the dashboard at.
+POSTURE_BASE_URL = os.environ.get("POSTURE_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+NOTIFY_MAX_RETRIES = env_int("POSTURE_NOTIFY_RETRIES", 5)
+# First retry after this many seconds, doubling each time, capped below the broker's
+# visibility timeout so a waiting retry is never handed out twice.
+NOTIFY_RETRY_BACKOFF = env_float("POSTURE_NOTIFY_BACKOFF", 30.0)
+NOTIFY_RETRY_BACKOFF_MAX = 1800
+NOTIFY_TIME_LIMIT = 60
+# Within this many days of its end an acceptance (or exception) is announced as expiring.
+NOTIFY_EXPIRING_DAYS = 7
+
+# --- API ---
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["posture.api.auth.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["posture.api.permissions.RolePermission"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "posture.api.pagination.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Counted in the cache (Redis when REDIS_URL is set), so every web process shares them.
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle", "rest_framework.throttling.AnonRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": os.environ.get("POSTURE_API_RATE", "600/min"), "anon": os.environ.get("POSTURE_API_ANON_RATE", "60/min")},
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Posture API",
+    "DESCRIPTION": "Hosts, findings, acceptances, risk history and reports. Send `Authorization: Bearer TOKEN`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from our own static files (drf-spectacular-sidecar): the CSP allows 'self' only.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "HostStatusEnum": "posture.models.choices.HostStatus",
+        "FindingStatusEnum": "posture.models.choices.FindingStatus",
+        "ReportStatusEnum": "posture.models.reports.ReportStatus",
+        "EventKindEnum": "posture.models.choices.EventKind",
+    },
+}
 
 LOGGING = {
     "version": 1,

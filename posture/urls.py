@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
-from .views import auth, findings, fleet, hosts, reports, rules, topology
+from .views import alerts, auth, findings, fleet, hosts, profile, reports, rules, topology
 
 urlpatterns = [
     path("", fleet.fleet, name="fleet"),
@@ -27,6 +27,17 @@ urlpatterns = [
     path("reports/schedules/<int:pk>/toggle/", reports.schedule_toggle, name="schedule-toggle"),
     path("reports/schedules/<int:pk>/delete/", reports.schedule_delete, name="schedule-delete"),
     path("reports/<int:pk>/download/", reports.download, name="report-download"),
+    path("profile/", profile.profile, name="profile"),
+    path("profile/tokens/new/", profile.token_new, name="token-new"),
+    path("profile/tokens/<int:pk>/revoke/", profile.token_revoke, name="token-revoke"),
+    path("alerts/", alerts.channels, name="channels"),
+    path("alerts/channels/new/", alerts.channel_new, name="channel-new"),
+    path("alerts/channels/<int:pk>/test/", alerts.channel_test, name="channel-test"),
+    path("alerts/channels/<int:pk>/toggle/", alerts.channel_toggle, name="channel-toggle"),
+    path("alerts/channels/<int:pk>/delete/", alerts.channel_delete, name="channel-delete"),
+    path("alerts/rules/new/", alerts.rule_new, name="alert-rule-new"),
+    path("alerts/rules/<int:pk>/delete/", alerts.rule_delete, name="alert-rule-delete"),
+    path("api/", include("posture.api.urls")),
     # One login path, one throttle: the admin site signs in through the same page.
     path("admin/login/", login_not_required(RedirectView.as_view(pattern_name="login", query_string=True))),
     path("admin/", admin.site.urls),

@@ -164,3 +164,35 @@ def test_the_topology_draws_under_the_strict_csp(page, viewer, engine):
     drawn = page.locator("figure.topology").inner_text()
     assert "outside" in drawn and "host network namespace" in drawn
     shot(page, "viewer-topology")
+
+
+def test_the_api_docs_render_under_the_strict_csp_and_tokens_are_made_on_the_profile(page, admin, webhook_channel):
+    login(page, admin)
+    page.goto("/profile/")
+    page.fill("#id_name", "docs")
+    page.click("text=Create token")
+    token = page.inner_text("pre.secret").strip()
+    assert token.startswith("pst_")
+    shot(page, "admin-profile")
+    page.goto("/alerts/")
+    page.click("text=Send test")
+    page.wait_for_selector("text=test message sent")
+    shot(page, "admin-alerts")
+    page.goto("/api/docs/")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "Posture API" in page.inner_text(".swagger-ui .info .title")
+    page.wait_for_selector("text=/api/hosts/")
+    shot(page, "admin-api-docs")
+
+
+@pytest.fixture
+def webhook_channel(db):
+    from posture.models import AlertRule
+    from posture.notify import service
+
+    from .webhook import Webhook
+
+    hook = Webhook()
+    service.new_channel("team-chat", hook.url()).add(actor=None, rule=AlertRule())
+    yield hook
+    hook.stop()

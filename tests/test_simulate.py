@@ -17,6 +17,7 @@ import docker
 import docker.errors
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from posture.collector import parse_engine_url
 from posture.collector.engine import collect
@@ -33,6 +34,7 @@ from posture.simulate.catalog import Publish, Spec
 from posture.simulate.host import SimHost
 from posture.simulate.recording import load
 
+from .conftest import need
 from .processes import ROOT, process_env
 from .waiting import wait_for
 
@@ -272,7 +274,10 @@ def test_refuses_a_socket_another_simulator_serves(tmp_path):
 # --- manage.py simulate --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_manage_py_simulate_serves_registers_and_stops_cleanly(transactional_db, tmp_path):
+    if connection.vendor != "postgresql":
+        need("the simulate process shares the test database only on PostgreSQL")
     sockets = tmp_path / "sockets"
     cmd = [sys.executable, "manage.py", "simulate", "--hosts", "3", "--containers", "6", "--register", "--dir", str(sockets), "--seed", "5"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=process_env(tmp_path / "var"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

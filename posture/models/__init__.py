@@ -1,11 +1,22 @@
+from .alerts import AlertEvent, AlertRule, Channel, ChannelKind, Notification, NotificationStatus, NotifiedTransition, Transition
 from .audit import AuditAction, AuditEntry
 from .choices import EventKind, FindingStatus, HostStatus, PollStatus, Severity, SubjectType, severity_rank
 from .findings import Finding, FindingEvent, RiskAcceptance, RiskSample
 from .hosts import DockerHost, PollRun, Snapshot, validate_engine
 from .inventory import ContainerRecord, NetworkRecord, PublishedPort
 from .reports import Frequency, Report, ReportSchedule, ReportStatus
+from .tokens import ApiToken
 
 __all__ = [
+    "AlertEvent",
+    "AlertRule",
+    "ApiToken",
+    "Channel",
+    "ChannelKind",
+    "Notification",
+    "NotificationStatus",
+    "NotifiedTransition",
+    "Transition",
     "AuditAction",
     "AuditEntry",
     "ContainerRecord",

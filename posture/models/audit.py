@@ -24,6 +24,14 @@ class AuditAction(models.TextChoices):
     USER_CHANGE = "user.change", "User changed"
     USER_REMOVE = "user.remove", "User removed"
     USER_ROLE = "user.role", "User role changed"
+    CHANNEL_ADD = "channel.add", "Notification channel added"
+    CHANNEL_EDIT = "channel.edit", "Notification channel paused or resumed"
+    CHANNEL_REMOVE = "channel.remove", "Notification channel removed"
+    CHANNEL_TEST = "channel.test", "Notification channel tested"
+    ALERT_RULE_ADD = "alert_rule.add", "Alert rule added"
+    ALERT_RULE_REMOVE = "alert_rule.remove", "Alert rule removed"
+    TOKEN_ADD = "token.add", "API token created"
+    TOKEN_REVOKE = "token.revoke", "API token revoked"
 
 
 class AuditEntry(models.Model):

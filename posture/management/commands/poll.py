@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from posture import polling
 from posture.collector.text import printable
 from posture.models import DockerHost
+from posture.tasks import notify_poll
 
 
 class Command(BaseCommand):
@@ -31,6 +32,8 @@ class Command(BaseCommand):
         failed = []
         for host in hosts:
             run = polling.poll(host)
+            if run is not None:
+                notify_poll.delay_on_commit(run.pk)  # alerts, as for scheduled polls
             if run is None:
                 self.stderr.write(f"{host.name}: another poll is running; try again shortly")
                 failed.append(host.name)

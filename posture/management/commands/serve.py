@@ -38,7 +38,7 @@ class Command(BaseCommand):
                 "--concurrency",
                 str(concurrency),
                 "-Q",
-                "celery,reports",
+                "celery,reports,notify",
                 "--loglevel",
                 "INFO",
             ],

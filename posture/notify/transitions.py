@@ -1,0 +1,148 @@
+"""Transitions worth an alert, derived from what polls and scans wrote.
+
+Finding transitions come from the append-only ``FindingEvent`` rows of one poll; a host
+going down from its poll runs; a risk rise from its risk samples; staleness and expiring
+acceptances from a periodic scan. Keys name the row that records the transition, so the
+same transition derived twice has the same key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.urls import reverse
+
+from posture.models import AlertEvent, DockerHost, EventKind, Finding, FindingEvent, FindingStatus, PollRun, PollStatus, RiskSample, Transition
+
+# Finding event kinds an alert rule can ask for, by the event kind that records them.
+FINDING_EVENTS = {EventKind.OPENED: AlertEvent.OPENED, EventKind.REOPENED: AlertEvent.REOPENED}
+
+
+def host_path(host: DockerHost) -> str:
+    return reverse("host", kwargs={"name": host.name})
+
+
+def finding_transition(key: str, event: str, finding: Finding, host: DockerHost, **extra: object) -> Transition:
+    return Transition(
+        key=key,
+        event=event,
+        host_id=host.pk,
+        host_name=host.name,
+        host_labels=dict(host.labels),
+        title=finding.title,
+        path=reverse("finding", kwargs={"host": host.name, "pk": finding.pk}),
+        severity=finding.severity,
+        rule_id=finding.rule_id,
+        subject=finding.subject_name,
+        **extra,
+    )
+
+
+def for_poll(run: PollRun) -> list[Transition]:
+    """Everything alertable that this poll did, in a fixed number of queries."""
+    host = run.host
+    found: list[Transition] = []
+    events = FindingEvent.objects.filter(poll=run, kind__in=list(FINDING_EVENTS)).select_related("finding").order_by("pk")
+    found += [finding_transition(f"finding-event:{e.pk}", FINDING_EVENTS[e.kind], e.finding, host) for e in events]
+    if run.status == PollStatus.FAILED and _went_down(run):
+        found.append(
+            Transition(
+                key=f"host-down:{run.pk}",
+                event=AlertEvent.UNREACHABLE,
+                host_id=host.pk,
+                host_name=host.name,
+                host_labels=dict(host.labels),
+                title=f"{host.name} cannot be polled: {run.error}",
+                path=host_path(host),
+            )
+        )
+    rise = _risk_rise(run)
+    if rise is not None:
+        sample, delta = rise
+        found.append(
+            Transition(
+                key=f"risk:{sample.pk}",
+                event=AlertEvent.RISK,
+                host_id=host.pk,
+                host_name=host.name,
+                host_labels=dict(host.labels),
+                title=f"risk of {host.name} rose by {delta} to {sample.score}",
+                path=host_path(host),
+                risk_delta=delta,
+                detail={"score": sample.score},
+            )
+        )
+    return found
+
+
+def _went_down(run: PollRun) -> bool:
+    """A failed poll is a transition when the host's previous finished poll succeeded (or there was none)."""
+    previous = (
+        PollRun.objects.filter(host_id=run.host_id, pk__lt=run.pk, status__in=[PollStatus.OK, PollStatus.FAILED])
+        .order_by("-pk")
+        .values_list("status", flat=True)
+        .first()
+    )
+    return previous != PollStatus.FAILED
+
+
+def _risk_rise(run: PollRun) -> tuple[RiskSample, int] | None:
+    """This poll's risk sample and how far it rose above the one before (0 before any)."""
+    sample = RiskSample.objects.filter(poll=run).order_by("-pk").first()
+    if sample is None:
+        return None
+    before = RiskSample.objects.filter(host_id=run.host_id, pk__lt=sample.pk).order_by("-pk").values_list("score", flat=True).first() or 0
+    delta = sample.score - before
+    return (sample, delta) if delta > 0 else None
+
+
+def stale(now: datetime) -> list[Transition]:
+    """Enabled hosts with no good poll for a while; one transition per stale spell (keyed by its start)."""
+    hosts = DockerHost.objects.filter(DockerHost.objects.stale_q(now), enabled=True).only(
+        "pk", "name", "labels", "last_success_at", "created_at", "poll_interval"
+    )
+    found = []
+    for host in hosts:
+        since = host.last_success_at or host.created_at
+        found.append(
+            Transition(
+                key=f"host-stale:{host.pk}:{since.isoformat()}",
+                event=AlertEvent.UNREACHABLE,
+                host_id=host.pk,
+                host_name=host.name,
+                host_labels=dict(host.labels),
+                title=f"{host.name} is stale: no successful poll since {since:%Y-%m-%d %H:%M} UTC",
+                path=host_path(host),
+            )
+        )
+    return found
+
+
+# --- expiring exceptions ---------------------------------------------------------------
+# A source yields one transition per exception (or acceptance) that ends within the window
+# ``(now, until]``. Key it by the row and its end, so a renewed one is announced again.
+ExpiringSource = Callable[[datetime, datetime], Iterable[Transition]]
+
+
+def expiring_acceptances(now: datetime, until: datetime) -> Iterator[Transition]:
+    """Findings whose risk acceptance ends within the window."""
+    findings = Finding.objects.filter(status=FindingStatus.ACCEPTED, accepted_until__gt=now, accepted_until__lte=until).select_related("host")
+    for f in findings:
+        yield finding_transition(
+            f"expiring:acceptance:{f.pk}:{f.accepted_until.isoformat()}",
+            AlertEvent.EXPIRING,
+            f,
+            f.host,
+            detail={"until": f.accepted_until.isoformat()},
+        )
+
+
+# Every source of expiring exceptions; scoped exceptions append theirs here.
+EXPIRING_SOURCES: list[ExpiringSource] = [expiring_acceptances]
+
+
+def expiring(now: datetime, sources: Iterable[ExpiringSource] | None = None) -> list[Transition]:
+    until = now + timedelta(days=settings.NOTIFY_EXPIRING_DAYS)
+    return [t for source in (EXPIRING_SOURCES if sources is None else sources) for t in source(now, until)]
