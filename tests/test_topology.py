@@ -17,7 +17,7 @@ from posture.middleware import CSP
 from posture.models import DockerHost, PollRun
 from posture.reports import context
 from posture.reports.pdf import render_pdf
-from posture.rules import evaluate
+from posture.rules import evaluate, evaluate_all
 from posture.topology import draw
 from posture.topology.graph import build
 from posture.topology.svg import ALLOWED
@@ -129,7 +129,7 @@ def test_joined_namespaces_are_drawn_as_dashed_edges():
 def stored_host(name: str, snap, risk: bool = True) -> DockerHost:
     host = DockerHost.objects.create(name=name, url="unix:///var/run/docker.sock", host_listeners=True)
     run = PollRun.begin(host, uuid.uuid4().hex)
-    host.apply_snapshot(snap, evaluate(snap, host_name=name), run)
+    host.apply_snapshot(snap, evaluate_all(snap, host_name=name), run)
     return host
 
 
