@@ -8,6 +8,10 @@ reads, in milliseconds. Defaults mirror what Docker reports for a plain
     snap = snapshot(containers=[container("web", ports=[port(80, 8080)])])
     found = hits(conclude(snap), "port-all-interfaces")
 
+Hosts with host listeners on add what was read around the engine: ``host=host_state(
+Listener(...), firewall=recorded_firewall("ufw-docker.iptables"))``; ``user_network``
+gives a ``docker network create`` bridge with its subnet and gateway.
+
 ``hits`` and ``subjects`` also note, per test, which rules were seen flagging a subject
 and staying silent on another, so ``tests/rules/conftest.py`` can hold each test to the
 rules it claims with ``@pytest.mark.rule(...)``.
