@@ -18,6 +18,7 @@ from django.core.management import call_command
 from posture.collector import hostio
 from posture.collector.target import EngineTarget, parse_engine_url
 from posture.models import DockerHost, FindingStatus, PollStatus
+from posture.polling import poll
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +48,7 @@ def test_a_unix_host_reads_this_machines_listeners_and_findings_resolve_when_the
     engine.container("app")
     host = make_host("local", engine, host_listeners=True)
     with listening("127.0.0.1") as private, listening("0.0.0.0") as public:
-        run = host.poll()
+        run = poll(host)
         assert run.status == PollStatus.OK, run.error
         reach = findings(host, "host-network-reaches-listener")
         loopback = reach[f"edge#tcp/127.0.0.1:{private}"]
@@ -60,7 +61,7 @@ def test_a_unix_host_reads_this_machines_listeners_and_findings_resolve_when_the
         gateway = engine.client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
         assert spec.evidence["reached_at"] == [f"{gateway}:{public} (bridge)"]
         assert f"app#tcp/127.0.0.1:{private}" not in bridged  # loopback is not reachable from a bridge
-    assert host.poll().status == PollStatus.OK
+    assert poll(host).status == PollStatus.OK
     gone = findings(host, "host-network-reaches-listener", FindingStatus.RESOLVED)
     assert {f"edge#tcp/127.0.0.1:{private}", f"edge#tcp/0.0.0.0:{public}"} <= set(gone)
     assert f"app#tcp/0.0.0.0:{public}" in findings(host, "bridge-reaches-host-listener", FindingStatus.RESOLVED)
@@ -72,7 +73,7 @@ def test_hosts_without_the_option_read_nothing_of_the_host(engine, make_host):
     engine.container("edge", network_mode="host")
     host = make_host("plain", engine)
     with listening("127.0.0.1"):
-        assert host.poll().status == PollStatus.OK
+        assert poll(host).status == PollStatus.OK
     assert host.snapshot.data["host"] is None
     assert not host.findings.filter(rule_id__in=["host-network-reaches-listener", "host-listeners-unread", "firewall-unread"]).exists()
     assert listing("plain") == listing("plain") | {"host_listeners": False, "listeners_error": ""}
@@ -83,7 +84,7 @@ def test_a_listener_read_failure_keeps_the_container_findings_and_the_error(engi
     # The worker believes it runs elsewhere: this machine's /proc/net is then not the engine host's.
     monkeypatch.setattr(hostio.socket, "gethostname", lambda: "some-other-machine")
     host = make_host("far", engine, host_listeners=True)
-    run = host.poll()
+    run = poll(host)
     assert run.status == PollStatus.OK
     assert host.findings.filter(rule_id="host-network", status=FindingStatus.OPEN).exists()
     [unread] = host.findings.filter(rule_id="host-listeners-unread")
@@ -99,7 +100,7 @@ def test_an_unexpected_failure_while_reading_the_host_never_fails_the_poll(engin
 
     monkeypatch.setattr(hostio, "read_host", broken)
     host = make_host("broken", engine, host_listeners=True)
-    assert host.poll().status == PollStatus.OK
+    assert poll(host).status == PollStatus.OK
     assert host.findings.filter(rule_id="host-network").exists()
     assert "reading the host failed: boom" in listing("broken")["listeners_error"]
 
@@ -129,7 +130,7 @@ def test_an_ssh_host_reads_listeners_and_the_firewall_over_ssh(engine, sshd):
     host = DockerHost.objects.get(name="ssh-host")
     assert host.host_listeners
     with listening("127.0.0.1") as private, listening("0.0.0.0") as public:
-        run = host.poll()
+        run = poll(host)
         assert run.status == PollStatus.OK, run.error
         state = host.snapshot.data["host"]
         assert state["listeners_source"] == "ss -Hltnup" and state["listeners_error"] == ""
@@ -140,7 +141,7 @@ def test_an_ssh_host_reads_listeners_and_the_firewall_over_ssh(engine, sshd):
         assert spec.evidence["listeners_read_with"] == "ss -Hltnup" and spec.evidence["process"].startswith(("python", "pytest"))
         assert f"edge#tcp/127.0.0.1:{sshd.port}" in reach  # the sshd itself: a loopback service too
         assert f"app#tcp/0.0.0.0:{public}" in findings(host, "bridge-reaches-host-listener")
-    assert host.poll().status == PollStatus.OK
+    assert poll(host).status == PollStatus.OK
     assert f"edge#tcp/127.0.0.1:{private}" in findings(host, "host-network-reaches-listener", FindingStatus.RESOLVED)
     assert f"app#tcp/0.0.0.0:{public}" in findings(host, "bridge-reaches-host-listener", FindingStatus.RESOLVED)
     assert listing("ssh-host")["listeners_error"] == ""
@@ -154,6 +155,6 @@ def test_the_host_form_turns_host_listeners_on_and_the_host_page_shows_it(client
     assert host.host_listeners
     assert 'name="host_listeners"' in client.get("/hosts/form-host/edit/").content.decode()
     assert "Host listeners: read at every poll" in client.get("/hosts/form-host/").content.decode()
-    host.poll()
+    poll(host)
     page = client.get("/hosts/form-host/").content.decode()
     assert "found with /proc/net" in page and "firewall not read: firewall rules are read over SSH only" in page
