@@ -8,6 +8,10 @@ reads, in milliseconds. Defaults mirror what Docker reports for a plain
     snap = snapshot(containers=[container("web", ports=[port(80, 8080)])])
     found = hits(conclude(snap), "port-all-interfaces")
 
+Hosts with host listeners on add what was read around the engine: ``host=host_state(
+Listener(...), firewall=recorded_firewall("ufw-docker.iptables"))``; ``user_network``
+gives a ``docker network create`` bridge with its subnet and gateway.
+
 ``hits`` and ``subjects`` also note, per test, which rules were seen flagging a subject
 and staying silent on another, so ``tests/rules/conftest.py`` can hold each test to the
 rules it claims with ``@pytest.mark.rule(...)``.
@@ -16,22 +20,29 @@ rules it claims with ``@pytest.mark.rule(...)``.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from pathlib import Path
 
+from posture.collector.firewall import parse_iptables_save, parse_nft_ruleset
 from posture.collector.snapshot import (
     Attachment,
     Connection,
     Container,
     Device,
     Engine,
+    Firewall,
     HostSnapshot,
+    HostState,
+    Listener,
     Mount,
     Network,
     PortBinding,
     frozen_map,
 )
 from posture.rules import BY_ID, FindingSpec, evaluate
+from posture.rules.bindings import BINDING_OPTION
 
 HOST_NAME = "test-host"
 COLLECTED_AT = "2026-11-28T10:00:00+00:00"
@@ -137,22 +148,32 @@ def network(name: str, driver: str = "bridge", *, options: Mapping[str, str] | N
     return Network(**values)  # type: ignore[arg-type]
 
 
-def default_bridge(interface: str = "docker0", *, icc: bool = True) -> Network:
-    """The engine's network named ``bridge``; its Linux interface is whatever --bridge said."""
+def default_bridge(interface: str = "docker0", *, icc: bool = True, host_binding: str = "0.0.0.0") -> Network:
+    """The engine's network named ``bridge``; its Linux interface is whatever --bridge said,
+    its default binding address whatever --ip said (``host_binding="127.0.0.1"``)."""
     return network(
         "bridge",
         options={
             "com.docker.network.bridge.default_bridge": "true",
             "com.docker.network.bridge.enable_icc": "true" if icc else "false",
             "com.docker.network.bridge.name": interface,
+            BINDING_OPTION: host_binding,
         },
         subnets=("172.17.0.0/16",),
+        gateways=("172.17.0.1",),
     )
 
 
-def default_networks(interface: str = "docker0", *, icc: bool = True) -> tuple[Network, ...]:
+def default_networks(interface: str = "docker0", *, icc: bool = True, host_binding: str = "0.0.0.0") -> tuple[Network, ...]:
     """What every engine has before anyone creates a network."""
-    return (default_bridge(interface, icc=icc), network("host", "host"), network("none", "null"))
+    return (default_bridge(interface, icc=icc, host_binding=host_binding), network("host", "host"), network("none", "null"))
+
+
+def user_network(name: str, *, binding: str = "", subnet: str = "172.20.0.0/16", **fields: object) -> Network:
+    """A ``docker network create`` bridge: its subnet, the gateway (the host's own address on
+    it, the first of the subnet) and, with ``binding``, ``-o host_binding_ipv4=...``."""
+    gateway = str(next(ipaddress.ip_network(subnet).hosts()))
+    return network(name, options={BINDING_OPTION: binding} if binding else None, subnets=(subnet,), gateways=(gateway,), **fields)
 
 
 def engine(**fields: object) -> Engine:
@@ -206,6 +227,25 @@ def snapshot(
         containers=containers,
         **fields,  # type: ignore[arg-type]
     )
+
+
+# --- the host around the engine ------------------------------------------------------------
+
+FIREWALLS = Path(__file__).parent / "fixtures" / "firewall"
+
+
+def host_state(*listeners: Listener, firewall: Firewall | None = None, firewall_error: str = "", listeners_error: str = "") -> HostState:
+    """What a host with host listeners on adds to its snapshot: the sockets ``ss -Hltnup``
+    found listening (or why they could not be read) and the firewall (or why not)."""
+    source = "" if listeners_error else "ss -Hltnup"
+    return HostState(listeners=listeners, listeners_source=source, listeners_error=listeners_error, firewall=firewall, firewall_error=firewall_error)
+
+
+def recorded_firewall(name: str) -> Firewall:
+    """A ruleset recorded from a real host (``tests/fixtures/firewall``), parsed as the
+    collector parses ``iptables-save`` or ``nft list ruleset`` output."""
+    text = (FIREWALLS / name).read_text()
+    return parse_nft_ruleset(text) if name.endswith(".nft") else parse_iptables_save(text)
 
 
 # --- conclusions ---------------------------------------------------------------------------

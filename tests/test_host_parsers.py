@@ -11,14 +11,13 @@ import pytest
 from posture.collector import listeners
 from posture.collector.firewall import FirewallParseError, combine, parse_iptables_save, parse_nft_ruleset
 from posture.collector.hostio import read_proc_net
-from posture.collector.snapshot import HostSnapshot, HostState, Listener
+from posture.collector.snapshot import HostSnapshot, Listener
 from posture.rules.firewall import docker_user_restrictions, input_verdict
 
+from .builders import container, host_state, recorded_firewall, snapshot
 from .conftest import need
-from .snapshots import container, snapshot
 
 HOST = Path(__file__).parent / "fixtures" / "host"
-FIREWALL = Path(__file__).parent / "fixtures" / "firewall"
 
 
 def by_endpoint(found: tuple[Listener, ...]) -> dict[str, Listener]:
@@ -95,13 +94,8 @@ def test_this_machines_proc_net_is_read_with_process_names(tmp_path):
 # --- firewall ------------------------------------------------------------------------
 
 
-def fw(name: str):
-    text = (FIREWALL / name).read_text()
-    return parse_nft_ruleset(text) if name.endswith(".nft") else parse_iptables_save(text)
-
-
 def test_ufw_denies_by_default_and_docker_forwards_around_it():
-    f = fw("ufw-docker.iptables")
+    f = recorded_firewall("ufw-docker.iptables")
     assert f.frontends == ("ufw",) and f.input_default_deny and f.input_deny_by == "policy DROP of INPUT"
     assert input_verdict(f, "tcp", 22)[0] == "open"
     assert input_verdict(f, "tcp", 5432) == ("blocked", [])
@@ -112,14 +106,14 @@ def test_ufw_denies_by_default_and_docker_forwards_around_it():
 
 
 def test_firewalld_on_iptables_rejects_by_its_final_rule():
-    f = fw("firewalld.iptables")
+    f = recorded_firewall("firewalld.iptables")
     assert f.frontends == ("firewalld",) and f.input_default_deny
     assert f.input_deny_by == "-A INPUT -j REJECT --reject-with icmp-host-prohibited"
     assert input_verdict(f, "tcp", 9090)[0] == "open" and input_verdict(f, "tcp", 3306)[0] == "blocked"
 
 
 def test_firewalld_on_nftables_is_read_from_its_own_table():
-    f = fw("firewalld.nft")
+    f = recorded_firewall("firewalld.nft")
     assert f.frontends == ("firewalld",) and f.input_default_deny and "(table inet firewalld)" in f.input_deny_by
     assert input_verdict(f, "tcp", 22)[0] == "open"
     # The docker zone accepts everything, but only on docker0: not from outside.
@@ -130,7 +124,7 @@ def test_firewalld_on_nftables_is_read_from_its_own_table():
 
 
 def test_plain_input_drop_with_docker_user_rules_that_restrict():
-    f = fw("input-drop-docker-user.iptables")
+    f = recorded_firewall("input-drop-docker-user.iptables")
     assert f.frontends == () and f.input_default_deny
     assert input_verdict(f, "tcp", 443)[0] == "open" and input_verdict(f, "tcp", 5432)[0] == "blocked"
     [by_origin] = docker_user_restrictions(f, "tcp", 5432, 5432)
@@ -141,7 +135,7 @@ def test_plain_input_drop_with_docker_user_rules_that_restrict():
 
 
 def test_plain_nftables_with_named_sets_and_multiline_elements():
-    f = fw("nftables-plain.nft")
+    f = recorded_firewall("nftables-plain.nft")
     assert f.input_default_deny and f.input_policy == "drop"
     assert input_verdict(f, "tcp", 443)[0] == "open"
     verdict, rules = input_verdict(f, "tcp", 5432)
@@ -154,12 +148,12 @@ def test_plain_nftables_with_named_sets_and_multiline_elements():
 
 
 def test_a_host_without_input_filtering_is_not_default_deny():
-    f = fw("open-host.iptables")
+    f = recorded_firewall("open-host.iptables")
     assert not f.input_default_deny and input_verdict(f, "tcp", 6379)[0] == "open"
 
 
 def test_iptables_and_nft_readings_combine():
-    both = combine(fw("ufw-docker.iptables"), fw("nftables-plain.nft"))
+    both = combine(recorded_firewall("ufw-docker.iptables"), recorded_firewall("nftables-plain.nft"))
     assert both.source == "iptables-save + nft list ruleset"
     assert both.input_default_deny and set(both.frontends) == {"ufw"}
     assert combine(None, None) is None
@@ -199,13 +193,13 @@ def test_the_live_hosts_iptables_save_is_read_read_only():
 
 
 def test_host_state_round_trips_and_old_snapshots_still_decode():
-    state = HostState(listeners=listeners.parse_ss((HOST / "ss-Hltnup.txt").read_text()), listeners_source="ss -Hltnup", firewall=fw("ufw-docker.iptables"))
-    snap = snapshot(container("web"), host=state)
+    state = host_state(*listeners.parse_ss((HOST / "ss-Hltnup.txt").read_text()), firewall=recorded_firewall("ufw-docker.iptables"))
+    snap = snapshot([container("web")], host=state)
     again = HostSnapshot.from_json(snap.to_json())
     assert again == snap and again.digest() == snap.digest()
     assert again.host.firewall.docker_forwards[0].ports == ("5432",)
     # A listener that goes away changes the digest: the poll stores a new snapshot.
-    fewer = snapshot(container("web"), host=HostState(listeners=state.listeners[1:], listeners_source="ss -Hltnup", firewall=state.firewall))
+    fewer = snapshot([container("web")], host=host_state(*state.listeners[1:], firewall=state.firewall))
     assert fewer.digest() != snap.digest()
     # Snapshots stored before these fields existed decode with their defaults.
     old = snap.to_dict()

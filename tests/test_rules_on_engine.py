@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import docker
 
-from .conftest import need
+from .conftest import free_port, need
 from .engines import IMAGE
-from .observe import conclusions, hits, subjects
+from .observe import conclusions, hits, snapshot_of, subjects
 
 
 def test_port_bindings_as_the_engine_records_them(engine):
@@ -45,6 +45,34 @@ def test_port_bindings_as_the_engine_records_them(engine):
     assert set(hits(specs, "port-privileged-host-port")) == {"low-port#80/tcp"}
     assert subjects(specs, "port-publish-all") == {"dash-p"}
     assert subjects(specs, "port-published") == {"all-if", "v6-any", "v4-any", "loopback", "stopped", "pg", "pg-local", "redis-odd-port", "low-port", "dash-p"}
+
+
+def test_network_binding_defaults_as_the_engine_applies_them(engine):
+    # Running containers bind these host ports: free ones, so suites side by side do not collide.
+    on_lo, on_open = free_port(), free_port()
+    engine.network("lo-net", driver="bridge", options={"com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"})
+    engine.network("open-net", driver="bridge")
+    engine.container("on-lo", ports={"80/tcp": on_lo}, network="lo-net")
+    engine.container("on-lo-stopped", start=False, ports={"80/tcp": 18481}, network="lo-net")
+    engine.container("on-open", ports={"80/tcp": on_open}, network="open-net")
+    assert snapshot_of(engine.url).container("on-lo").bound_ports[0].host_ip == "127.0.0.1"  # what the engine did
+    specs = conclusions(engine.url)
+    every = hits(specs, "port-all-interfaces")
+    assert {k.split("#")[0] for k in every} == {"on-open"}
+    assert "NetworkSettings.Ports" in every["on-open#80/tcp:*"].evidence["resolved_by"]
+    published = hits(specs, "port-published")
+    assert published["on-lo"].evidence["effective"] == {f"{on_lo}:80": "127.0.0.1"}
+    assert published["on-lo-stopped"].evidence["effective"] == {"18481:80": "127.0.0.1"}
+
+
+def test_context_severity_as_the_engine_records_it(engine):
+    engine.container("priv-lo", start=False, privileged=True, ports={"80/tcp": ("127.0.0.1", 18490)})
+    engine.container("priv-any", start=False, privileged=True, ports={"80/tcp": 18491})
+    engine.container("router", start=False, network_mode="host", cap_add=["NET_ADMIN"])
+    specs = conclusions(engine.url)
+    every = hits(specs, "port-all-interfaces")
+    assert set(every) == {"priv-any#80/tcp:*"} and every["priv-any#80/tcp:*"].severity == "critical"  # a loopback port is not raised
+    assert hits(specs, "capabilities-added")["router"].severity == "critical"
 
 
 def test_namespaces_as_the_engine_records_them(engine):

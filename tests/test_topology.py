@@ -12,17 +12,17 @@ import pytest
 from django.utils import timezone
 from pypdf import PdfReader
 
-from posture.collector.snapshot import HostState, Listener, Mount
+from posture.collector.snapshot import Listener
 from posture.middleware import CSP
 from posture.models import DockerHost, PollRun
 from posture.reports import context
 from posture.reports.pdf import render_pdf
-from posture.rules import evaluate
+from posture.rules import evaluate, evaluate_all
 from posture.topology import draw
 from posture.topology.graph import build
 from posture.topology.svg import ALLOWED
 
-from .snapshots import bridge, container, port, snapshot, user_network
+from .builders import bind, container, default_bridge, default_networks, host_state, port, snapshot, user_network
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -40,16 +40,15 @@ def refs(snap):
 
 def fleet_of_200():
     """200 containers on four networks and the host network: a few exposed, most quiet."""
-    networks = [bridge()] + [user_network(f"net{i}", subnet=f"172.{30 + i}.0.0/16", gateway=f"172.{30 + i}.0.1") for i in range(3)]
+    bridges = [default_bridge()] + [user_network(f"net{i}", subnet=f"172.{30 + i}.0.0/16") for i in range(3)]
     containers = []
     for i in range(180):
-        net = networks[i % 4].name
-        fields = {"port_bindings": (port(8000 + i % 7, 20000 + i),)} if i % 12 == 0 else {}
-        containers.append(container(f"svc-{i:03d}", network=net, image=f"registry.example/team/app-{i % 9}:1.{i}", **fields))
+        ports = [port(8000 + i % 7, 20000 + i)] if i % 12 == 0 else []
+        containers.append(container(f"svc-{i:03d}", networks=[bridges[i % 4].name], ports=ports, image=f"registry.example/team/app-{i % 9}:1.{i}"))
     containers += [container(f"edge-{i}", network_mode="host", cap_add=("NET_ADMIN",) if i == 0 else ()) for i in range(10)]
     containers += [container(f"side-{i}", network_mode=f"container:svc-{i:03d}") for i in range(10)]
     listeners = (Listener("127.0.0.1", 5432, "tcp", "postgres"), Listener("0.0.0.0", 6379, "tcp", "redis-server"), Listener("0.0.0.0", 22, "tcp", "sshd"))
-    return snapshot(*containers, networks=tuple(networks), host=HostState(listeners=listeners, listeners_source="ss -Hltnup"))
+    return snapshot(containers, networks=[*default_networks(), *bridges[1:]], host=host_state(*listeners))
 
 
 def check_safe(svg: str) -> ET.Element:
@@ -88,14 +87,15 @@ def test_two_hundred_containers_stay_readable():
 def test_engine_text_cannot_escape_into_the_svg():
     hostile = 'x" URL="javascript:alert(1)" label="<script>'
     snap = snapshot(
-        container(
-            "web",
-            image="<script>alert(1)</script>\\N\\G\u202e",
-            labels={"com.docker.compose.project": hostile, "com.docker.compose.service": "</text><foreignObject>"},
-            port_bindings=(port(80, 8080),),
-        ),
-        networks=(bridge(),),
-        host=HostState(listeners=(Listener("0.0.0.0", 9000, "tcp", "</g><script>x"),)),
+        [
+            container(
+                "web",
+                image="<script>alert(1)</script>\\N\\G\u202e",
+                labels={"com.docker.compose.project": hostile, "com.docker.compose.service": "</text><foreignObject>"},
+                ports=[port(80, 8080)],
+            )
+        ],
+        host=host_state(Listener("0.0.0.0", 9000, "tcp", "</g><script>x")),
     )
     svg = str(draw(snap, refs(snap), "h").svg)
     check_safe(svg)
@@ -106,7 +106,9 @@ def test_engine_text_cannot_escape_into_the_svg():
 
 
 def test_a_loopback_publication_is_drawn_without_an_edge_from_outside():
-    snap = snapshot(container("db", network="lo", port_bindings=(port(5432, 5432),)), networks=(bridge(), user_network("lo", binding="127.0.0.1")))
+    # The engine binds an unaddressed -p on the network's default address, and says so.
+    db = container("db", networks=["lo"], ports=[port(5432, 5432)], bound_ports=(port(5432, 5432, ip="127.0.0.1"),))
+    snap = snapshot([db], networks=[*default_networks(), user_network("lo", binding="127.0.0.1")])
     graph = build(snap, refs(snap), "h")
     outside = graph.nodes["outside"].id
     loopback = graph.nodes["addr:lo"].id
@@ -115,8 +117,8 @@ def test_a_loopback_publication_is_drawn_without_an_edge_from_outside():
 
 
 def test_joined_namespaces_are_drawn_as_dashed_edges():
-    sock = Mount(type="bind", source="/var/run/docker.sock", destination="/var/run/docker.sock")
-    snap = snapshot(container("app", mounts=(sock,)), container("sidecar", network_mode="container:app"))
+    sock = bind("/var/run/docker.sock", "/var/run/docker.sock")
+    snap = snapshot([container("app", mounts=(sock,)), container("sidecar", network_mode="container:app")])
     graph = build(snap, refs(snap), "h")
     [edge] = [e for e in graph.edges if e.dashed]
     assert edge.label == "shares network namespace" and edge.severity == "low"
@@ -129,13 +131,13 @@ def test_joined_namespaces_are_drawn_as_dashed_edges():
 def stored_host(name: str, snap, risk: bool = True) -> DockerHost:
     host = DockerHost.objects.create(name=name, url="unix:///var/run/docker.sock", host_listeners=True)
     run = PollRun.begin(host, uuid.uuid4().hex)
-    host.apply_snapshot(snap, evaluate(snap, host_name=name), run)
+    host.apply_snapshot(snap, evaluate_all(snap, host_name=name), run)
     return host
 
 
 @pytest.mark.django_db
 def test_the_topology_page_inlines_the_svg_with_constant_queries(client, viewer, django_assert_max_num_queries):
-    small = stored_host("small", snapshot(container("edge", network_mode="host"), host=HostState(listeners=(Listener("127.0.0.1", 5432, "tcp", "postgres"),))))
+    small = stored_host("small", snapshot([container("edge", network_mode="host")], host=host_state(Listener("127.0.0.1", 5432, "tcp", "postgres"))))
     big = stored_host("big", fleet_of_200())
     client.force_login(viewer)
     with django_assert_max_num_queries(10) as few:
@@ -162,9 +164,9 @@ def test_the_topology_page_before_any_poll_and_for_outsiders(client, viewer, out
 
 @pytest.mark.django_db
 def test_the_report_draws_the_riskiest_hosts_topology():
-    stored_host("risky", snapshot(container("router", network_mode="host", cap_add=("NET_ADMIN",)), container("db", port_bindings=(port(5432, 5432),))))
+    stored_host("risky", snapshot([container("router", network_mode="host", cap_add=("NET_ADMIN",)), container("db", ports=[port(5432, 5432)])]))
     for i in range(context.TOPOLOGY_HOSTS):
-        stored_host(f"calm-{i}", snapshot(container("quiet", network="app"), networks=(bridge(), user_network("app"))))
+        stored_host(f"calm-{i}", snapshot([container("quiet", networks=["app"])], networks=[*default_networks(), user_network("app")]))
     end = timezone.now()
     built = context.build(labels={}, start=end - timedelta(days=1), end=end, title="t")
     sections = {s.host.name: s for s in built["sections"]}

@@ -1,11 +1,16 @@
 """Published ports, on hand-built snapshots: every interface (IPv4, IPv6, empty host IP),
-loopback, -P, stopped containers, sensitive services and low host ports."""
+loopback, -P, stopped containers, sensitive services and low host ports; severity raised
+by what the container holds; and the address a port really ends on, resolved the way
+the engine resolves it (network defaults, the daemon's --ip, the bindings in force)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.builders import compose, conclude, container, hits, only, port, snapshot, subjects
+from posture.collector.snapshot import HostSnapshot
+from posture.rules.base import RuleContext
+from posture.rules.bindings import EffectiveBinding, effective
+from tests.builders import bind, compose, conclude, container, default_networks, hits, only, port, snapshot, subjects, user_network
 
 
 @pytest.mark.rule("port-all-interfaces")
@@ -177,3 +182,121 @@ def test_every_publication_is_listed_loopback_included():
 def test_publish_all_is_flagged_only_when_set():
     snap = snapshot([container("dash-p", publish_all_ports=True, exposed_ports=("80/tcp",)), container("plain", ports=[port(80, 8080)])])
     assert subjects(conclude(snap), "port-publish-all") == {"dash-p"}
+
+
+# --- severity that follows context ----------------------------------------------------------
+
+
+@pytest.mark.rule("port-all-interfaces")
+def test_a_published_port_on_a_privileged_container_is_critical():
+    snap = snapshot(
+        [
+            container("priv", privileged=True, ports=[port(80, 8080)], running=False),
+            container("plain", ports=[port(80, 8081)], running=False),
+            container("priv-local", privileged=True, ports=[port(80, 8082, ip="127.0.0.1")], running=False),
+        ]
+    )
+    every = hits(conclude(snap), "port-all-interfaces")
+    assert set(every) == {"priv#80/tcp:*", "plain#80/tcp:*"}  # a loopback port is not reported, so not raised
+    assert every["plain#80/tcp:*"].severity == "medium"
+    assert every["priv#80/tcp:*"].severity == "critical"
+    assert "runs privileged" in every["priv#80/tcp:*"].remediation.splitlines()[0]
+
+
+def test_a_published_port_on_a_container_holding_the_engine_socket_is_critical():
+    sock = bind("/var/run/docker.sock", "/var/run/docker.sock")
+    snap = snapshot([container("traefik", mounts=(sock,), ports=[port(80, 80)], running=False)])
+    spec = only(conclude(snap), "port-all-interfaces")
+    assert spec.severity == "critical" and "engine socket /var/run/docker.sock" in spec.evidence["severity_raised"]["because"][0]
+
+
+# --- where a published port really listens: the engine's own resolution ------------------------
+
+
+def resolved(snap: HostSnapshot, name: str) -> list[EffectiveBinding]:
+    return effective(snap.container(name), RuleContext(snapshot=snap))
+
+
+@pytest.mark.rule("port-all-interfaces")
+def test_a_port_without_address_on_a_network_with_a_loopback_default_is_not_every_interface():
+    snap = snapshot(
+        [container("api", networks=["lo-net"], ports=[port(80, 8080)], running=False), container("web", ports=[port(80, 8081)], running=False)],
+        networks=[*default_networks(), user_network("lo-net", binding="127.0.0.1")],
+    )
+    [eff] = resolved(snap, "api")
+    assert eff.addresses == ("127.0.0.1",) and eff.loopback_only and not eff.all_interfaces
+    assert "network 'lo-net'" in eff.how and "host_binding_ipv4=127.0.0.1" in eff.how
+    specs = conclude(snap)
+    assert subjects(specs, "port-all-interfaces") == {"web"}
+    assert hits(specs, "port-published")["api"].evidence["effective"] == {"8080:80": "127.0.0.1"}
+
+
+def test_the_daemon_default_ip_applies_on_the_default_bridge():
+    snap = snapshot([container("web", ports=[port(80, 8080)], running=False)], networks=default_networks(host_binding="127.0.0.1"))
+    [eff] = resolved(snap, "web")
+    assert eff.addresses == ("127.0.0.1",)
+    assert "default bridge" in eff.how and "--ip" in eff.how
+    assert hits(conclude(snap), "port-all-interfaces") == {}
+
+
+@pytest.mark.rule("port-all-interfaces")
+def test_a_user_network_does_not_inherit_the_daemon_default():
+    """The engine applies --ip to the default bridge only (moby/moby#18237)."""
+    snap = snapshot(
+        [container("web", networks=["app"], ports=[port(80, 8080)], running=False), container("legacy", ports=[port(80, 8081)], running=False)],
+        networks=[*default_networks(host_binding="127.0.0.1"), user_network("app")],
+    )
+    [eff] = resolved(snap, "web")
+    assert eff.addresses == ("0.0.0.0", "::") and eff.family == "IPv4 and IPv6"
+    spec = only(conclude(snap), "port-all-interfaces")
+    assert spec.subject_name == "web" and spec.evidence["effective_addresses"] == ["0.0.0.0", "::"]
+    assert "network 'app' sets no default binding address" in spec.evidence["resolved_by"]
+
+
+@pytest.mark.rule("port-all-interfaces")
+def test_an_explicit_address_wins_over_the_network_default():
+    snap = snapshot(
+        [
+            container("web", networks=["lo-net"], ports=[port(80, 8080, ip="0.0.0.0")], running=False),
+            container("api", networks=["lo-net"], ports=[port(80, 8081)], running=False),
+        ],
+        networks=[*default_networks(), user_network("lo-net", binding="127.0.0.1")],
+    )
+    assert resolved(snap, "web")[0].addresses == ("0.0.0.0",)
+    assert only(conclude(snap), "port-all-interfaces").evidence["address_family"] == "IPv4"
+
+
+@pytest.mark.rule("port-all-interfaces")
+def test_a_running_container_is_judged_on_the_bindings_in_force():
+    # Configuration says every address, but the engine bound loopback (an option the
+    # snapshot cannot see, such as a daemon restarted with another --ip): believe the engine.
+    snap = snapshot([container("web", ports=[port(80, 8080)], bound_ports=(port(80, 8080, ip="127.0.0.1"),)), container("open", ports=[port(80, 8081)])])
+    [eff] = resolved(snap, "web")
+    assert eff.in_force and eff.addresses == ("127.0.0.1",)
+    assert "bound now" in eff.how and "the configuration alone would give 0.0.0.0, ::" in eff.how
+    spec = only(conclude(snap), "port-all-interfaces")
+    assert spec.subject_name == "open" and "NetworkSettings.Ports" in spec.evidence["resolved_by"]
+
+
+def test_ephemeral_host_ports_are_matched_to_what_was_bound():
+    snap = snapshot([container("web", ports=[port(80)], bound_ports=(port(80, 32768, ip="0.0.0.0"), port(80, 32768, ip="::")))])
+    [eff] = resolved(snap, "web")
+    assert eff.host_port == 32768 and eff.all_interfaces and "as configured" in eff.how
+
+
+def test_host_network_containers_publish_nothing():
+    snap = snapshot([container("edge", network_mode="host", ports=[port(80, 80)], running=False)])
+    [eff] = resolved(snap, "edge")
+    assert not eff.published and "publishes no ports" in eff.how
+    specs = conclude(snap)
+    assert hits(specs, "port-all-interfaces") == {}
+    assert subjects(specs, "host-network") == {"edge"}
+
+
+def test_publish_all_resolves_through_the_network_default():
+    snap = snapshot(
+        [container("svc", networks=["lo-net"], publish_all_ports=True, exposed_ports=("9000/tcp",), running=False)],
+        networks=[*default_networks(), user_network("lo-net", binding="127.0.0.1")],
+    )
+    assert resolved(snap, "svc")[0].addresses == ("127.0.0.1",)
+    assert hits(conclude(snap), "port-all-interfaces") == {}
