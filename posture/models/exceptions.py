@@ -15,6 +15,7 @@ Expiry (beat) and removal reopen what an exception covered, with events.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,20 +25,22 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from posture.labels import describe, parse_label
 from posture.rules import BY_ID
 
 from .audit import AuditAction, AuditEntry
-from .choices import EventKind, ExceptionStatus, FindingStatus, Severity
+from .choices import EventKind, ExceptionStatus, FindingStatus, Severity, SubjectType
 from .filters import FindingFilter
 from .findings import Finding, FindingEvent
 from .hosts import DockerHost
 
 MAX_DAYS = 366  # "at most a year"
 CHUNK = 2000
+# Past this many distinct images or names a selection gets no image or name scope.
+MAX_DISTINCT = 5000
 
 
 @dataclass
@@ -300,6 +303,46 @@ def release(which: Q, kind: EventKind, actor: Any, now: datetime) -> tuple[int, 
         events += [FindingEvent(finding_id=f.pk, at=now, kind=EventKind.ACCEPTED, detail=f.exception.event_detail()) for f in taken]
     FindingEvent.objects.bulk_create(events, batch_size=CHUNK)
     return len(findings) - len(taken), set(by_host)
+
+
+def common_glob(values: list[str]) -> str:
+    """The narrowest glob matching every value: the value itself, ``prefix*``, or "" (none)."""
+    if not values:
+        return ""
+    if len(set(values)) == 1:
+        return values[0]
+    prefix = os.path.commonprefix(values)
+    return f"{prefix}*" if prefix else ""
+
+
+def narrowest_scope(findings: QuerySet) -> dict[str, Any]:
+    """The narrowest scope that covers every finding of ``findings`` (a selection in the
+    explorer), as the exception form's query parameters: its rule (or its worst severity
+    and below), its host (or the labels all its hosts share), and for containers the image,
+    compose project and name they share (exactly, or as a common-prefix glob)."""
+    findings = findings.order_by()
+    params: dict[str, Any] = {}
+    rules = list(findings.values_list("rule_id", flat=True).distinct()[:2])
+    if len(rules) == 1:
+        params["rule"] = rules[0]
+    elif rules:
+        severities = {Severity(s) for s in findings.values_list("severity", flat=True).distinct()}
+        params["up_to"] = max(severities, key=lambda s: s.rank).value
+    hosts = list(DockerHost.objects.filter(pk__in=findings.values("host")).values_list("name", "labels"))
+    if len(hosts) == 1:
+        params["host"] = hosts[0][0]
+    elif hosts:
+        shared = set.intersection(*({(k, str(v)) for k, v in (labels or {}).items()} for _name, labels in hosts))
+        if shared:
+            params["label"] = ", ".join(f"{k}={v}" for k, v in sorted(shared))
+    if hosts and not findings.exclude(subject_type=SubjectType.CONTAINER).exists():
+        for param, column in (("image", "image"), ("name", "subject_name"), ("project", "compose_project")):
+            values = list(findings.values_list(column, flat=True).distinct()[: MAX_DISTINCT + 1])
+            if len(values) <= MAX_DISTINCT:
+                glob = common_glob(values) if param != "project" else (values[0] if len(values) == 1 else "")
+                if glob and glob != "*":
+                    params[param] = glob
+    return params
 
 
 def _user(actor: Any) -> Any:

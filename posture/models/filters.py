@@ -154,7 +154,9 @@ class FindingFilter:
             return given[0] if given else ""
 
         def many(key: str) -> tuple[str, ...]:
-            given = tuple(dict.fromkeys(v.strip() for v in getlist(key) if v and v.strip()))
+            # Repeated (?host=a&host=b) or comma-separated (host=a, b): names, rule ids and
+            # label pairs hold no commas.
+            given = tuple(dict.fromkeys(p.strip() for v in getlist(key) if v for p in v.split(",") if p.strip()))
             if given:
                 raw[key] = given
             return given

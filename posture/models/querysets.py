@@ -14,6 +14,9 @@ from posture import risk
 
 from .choices import FindingStatus, HostStatus, PollStatus, Severity, severity_rank
 
+# Riskiest first; equal scores rank by exposed criticals, criticals, highs, then points (posture/risk.py).
+RISK_ORDER = ("-risk_score", "-risk_exposed_critical", "-risk_critical", "-risk_high", "-risk_points", "name")
+
 
 class HostQuerySet(models.QuerySet):
     def due_for_poll(self, now: datetime | None = None) -> HostQuerySet:
@@ -51,8 +54,7 @@ class HostQuerySet(models.QuerySet):
         )
 
     def by_risk(self) -> HostQuerySet:
-        """Riskiest first; equal scores by exposed criticals, criticals, highs, points (posture/risk.py)."""
-        return self.order_by("-risk_score", "-risk_exposed_critical", "-risk_critical", "-risk_high", "-risk_points", "name")
+        return self.order_by(*RISK_ORDER)
 
     def in_band(self, name: str) -> HostQuerySet:
         low, high = next((lo, hi) for band, lo, hi in risk.BANDS if band == name)

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Avg, Count, prefetch_related_objects
+from django.db.models import Avg, Count, Q
 from django.db.models.functions import TruncDate
 
 from posture import charts
 from posture.labels import describe
-from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, RiskSample, Severity, severity_rank
+from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, RiskException, RiskSample, Severity, severity_rank
 from posture.rules import RULES
 
 # Past these, sections summarise instead of listing: WeasyPrint's cost grows with table rows.
@@ -29,7 +29,7 @@ class HostSection:
 
 
 def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str) -> dict[str, Any]:
-    hosts = list(DockerHost.objects.with_labels(labels).with_open_counts().order_by("-risk_score", "name"))
+    hosts = list(DockerHost.objects.with_labels(labels).with_open_counts().by_risk())
     ids = [h.pk for h in hosts]
     totals = {s.value: sum(getattr(h, f"open_{s}") for h in hosts) for s in Severity}
 
@@ -48,7 +48,7 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
         fleet_daily[moment].append(row["score"])
     fleet_trend = [(day, round(sum(v) / len(v))) for day, v in sorted(fleet_daily.items())]
 
-    current = Finding.objects.filter(host__in=ids).current().by_severity().select_related("host")
+    current = Finding.objects.filter(host__in=ids).current().by_severity().select_related("host", "exception__owner")
     sections = {h.pk: HostSection(host=h, chart=charts.risk_history(daily[h.pk], width=480, height=120)) for h in hosts}
     accepted = []
     for f in current:
@@ -58,9 +58,17 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
             sections[f.host_id].detailed.append(f)
         else:
             sections[f.host_id].summary.append(f)
-    # The newest acceptance of each (RiskAcceptance orders newest first), on the rows already loaded.
-    prefetch_related_objects(accepted, "acceptances__accepted_by")
-    acceptances = {f.pk: next(iter(f.acceptances.all()), None) for f in accepted}
+    # Every active exception with what it covers in this report's scope (a fleet-wide report
+    # lists those covering nothing too: a scope that matches nothing is worth a look).
+    in_scope = Q(covered__status=FindingStatus.ACCEPTED, covered__host__in=ids)
+    exceptions = [
+        e
+        for e in RiskException.objects.active(end)
+        .select_related("owner", "host")
+        .annotate(in_scope=Count("covered", filter=in_scope), hosts_in_scope=Count("covered__host", filter=in_scope, distinct=True))
+        .order_by("expires_at", "pk")
+        if e.in_scope or not labels
+    ]
 
     events = FindingEvent.objects.filter(finding__host__in=ids, at__gte=start, at__lt=end, kind__in=[EventKind.OPENED, EventKind.RESOLVED, EventKind.REOPENED])
     change_counts = dict(events.values_list("kind").annotate(n=Count("id")).values_list("kind", "n"))
@@ -93,6 +101,7 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
         "changes": changes,
         "changes_truncated": sum(change_counts.values()) > len(changes),
         "sections": list(sections.values()),
-        "accepted": [(f, acceptances.get(f.pk)) for f in accepted],
+        "accepted": accepted,
+        "exceptions": exceptions,
         "rules": RULES,
     }
