@@ -155,13 +155,14 @@ def build_fleet(
     now: datetime | None = None,
 ) -> Built:
     """Write a fleet into the current database (expected empty of hosts) in one transaction,
-    then ANALYZE it."""
+    then VACUUM ANALYZE it."""
     started = time.perf_counter()
     with transaction.atomic():
         built = _build(hosts, containers, findings, events, samples_per_host, exceptions, seed, now)
     if connection.vendor == "postgresql":
+        # The steady state autovacuum keeps: statistics, and a visibility map for index-only scans.
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+            cursor.execute("VACUUM ANALYZE")
     built.seconds = round(time.perf_counter() - started, 1)
     return built
 

@@ -103,6 +103,27 @@ def recompute_risk(apps, schema_editor, now):
     DockerHost.objects.bulk_update(hosts, ["risk_points", "risk_score", "risk_critical", "risk_exposed_critical", "risk_high"], batch_size=1000)
 
 
+# Infix globs (?image=*app*) and free text (?q=) on PostgreSQL: trigram indexes serve LIKE and
+# ILIKE with a wildcard on both sides. pg_trgm is a trusted extension (PostgreSQL 13+): the
+# database owner may create it. Other databases scan, which is fine at their sizes.
+TRIGRAM = {"finding_title_trgm": "title", "finding_subject_trgm": "subject_name", "finding_image_trgm": "image"}
+
+
+def trigram_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    for name, column in TRIGRAM.items():
+        schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON posture_finding USING gin ({column} gin_trgm_ops)")
+
+
+def drop_trigram_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for name in TRIGRAM:
+        schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
+
+
 def forwards(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         # Row changes and the table drop that follows share one transaction.
@@ -195,10 +216,23 @@ class Migration(migrations.Migration):
             name='exception',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='covered', to='posture.riskexception'),
         ),
+        migrations.RemoveIndex(
+            model_name='finding',
+            name='finding_rule_status',
+        ),
         migrations.AddIndex(
             model_name='finding',
-            index=models.Index(models.F('status'), models.OrderBy(models.Case(models.When(severity='critical', then=4), models.When(severity='high', then=3), models.When(severity='medium', then=2), models.When(severity='low', then=1), models.When(severity='info', then=0), default=-1, output_field=models.IntegerField()), descending=True), models.F('rule_id'), models.F('host'), models.F('id'), name='finding_explorer_order'),
+            index=models.Index(fields=['rule_id', 'status', 'host'], name='finding_rule_status_host'),
         ),
+        migrations.AddIndex(
+            model_name='finding',
+            index=models.Index(models.OrderBy(models.Case(models.When(severity='critical', then=4), models.When(severity='high', then=3), models.When(severity='medium', then=2), models.When(severity='low', then=1), models.When(severity='info', then=0), default=-1, output_field=models.IntegerField()), descending=True), models.F('rule_id'), models.F('host'), models.F('id'), name='finding_explorer_order'),
+        ),
+        migrations.AddIndex(
+            model_name='finding',
+            index=models.Index(fields=['first_seen'], name='finding_first_seen'),
+        ),
+        migrations.RunPython(trigram_indexes, drop_trigram_indexes),
         migrations.AddIndex(
             model_name='finding',
             index=models.Index(fields=['image'], name='finding_image', opclasses=['varchar_pattern_ops']),

@@ -66,6 +66,25 @@ class Glob(Lookup):
         return f"{lhs} LIKE {rhs} ESCAPE '\\'", [*lhs_params, *rhs_params]
 
 
+class Search(Lookup):
+    """Case-insensitive "contains" (``?q=``): ILIKE on PostgreSQL, which its trigram indexes
+    serve; UPPER(…) LIKE UPPER(…) elsewhere. The value arrives escaped (``like_escape``)."""
+
+    lookup_name = "search"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        if connection.vendor == "postgresql":
+            return f"{lhs} ILIKE {rhs} ESCAPE '\\'", [*lhs_params, *rhs_params]
+        return f"UPPER({lhs}) LIKE UPPER({rhs}) ESCAPE '\\'", [*lhs_params, *rhs_params]
+
+
+def like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def has_wildcard(glob: str) -> bool:
     return "*" in glob or "?" in glob
 
@@ -74,8 +93,7 @@ def sql_pattern(glob: str, vendor: str) -> str:
     """The glob as a LIKE pattern (``%``, ``_`` and ``\\`` escaped) or, on SQLite, a GLOB pattern."""
     if vendor == "sqlite":
         return glob.replace("[", "[[]")  # GLOB's only other special character
-    escaped = glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_")
+    return like_escape(glob).replace("*", "%").replace("?", "_")
 
 
 def glob_regex(glob: str) -> re.Pattern[str]:
@@ -277,7 +295,8 @@ class FindingFilter:
         if self.resolved_since:
             qs = qs.filter(resolved_at__gte=self.resolved_since)
         if self.q:
-            qs = qs.filter(Q(title__icontains=self.q) | Q(subject_name__icontains=self.q))
+            pattern = Value(f"%{like_escape(self.q)}%")
+            qs = qs.filter(Q(Search(F("title"), pattern)) | Q(Search(F("subject_name"), pattern)))
         if self.exception is not None:
             qs = qs.filter(exception_id=self.exception)
         if self.finding is not None:

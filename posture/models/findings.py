@@ -176,14 +176,18 @@ class Finding(models.Model):
         indexes = [
             models.Index(fields=["host", "status"], name="finding_host_status"),  # host page, risk
             models.Index(fields=["status", "severity"], name="finding_status_sev"),  # fleet counts
-            models.Index(fields=["rule_id", "status"], name="finding_rule_status"),  # rules page, explorer ?rule=
-            # Explorer rows (FindingQuerySet.by_severity): worst first without sorting the fleet.
-            models.Index(F("status"), severity_rank().desc(), F("rule_id"), F("host"), F("id"), name="finding_explorer_order"),
-            # FindingFilter.apply(): ?image= and ?name= (equality and prefix globs: the pattern
-            # opclass serves LIKE 'traefik:%'), ?project=, ?host= / ?label= (host subquery).
+            # Rules page; explorer ?rule= and its grouped view (counts of findings and hosts per rule, index only).
+            models.Index(fields=["rule_id", "status", "host"], name="finding_rule_status_host"),
+            # Explorer rows (FindingQuerySet.for_explorer): a page of the fleet's findings, worst
+            # first, read in index order instead of sorting them all, whatever the status filter.
+            models.Index(severity_rank().desc(), F("rule_id"), F("host"), F("id"), name="finding_explorer_order"),
+            # FindingFilter.apply(): ?image= and ?name= equality and prefix globs (the pattern
+            # opclass serves LIKE 'traefik:%'); infix globs and ?q= use the trigram indexes that
+            # migration 0004 adds on PostgreSQL (finding_*_trgm). ?project=, ?since=.
             models.Index(fields=["image"], name="finding_image", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["subject_name"], name="finding_subject_name", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["compose_project"], name="finding_project"),
+            models.Index(fields=["first_seen"], name="finding_first_seen"),
             models.Index(fields=["exception", "status"], name="finding_exception"),  # coverage counts, release
         ]
         permissions = [("accept_risk", "Can accept the risk of a finding")]
