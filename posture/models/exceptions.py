@@ -80,7 +80,9 @@ class RiskExceptionQuerySet(models.QuerySet):
     def with_coverage(self) -> RiskExceptionQuerySet:
         """How many findings and hosts each covers now, in the same query (list pages, PDF)."""
         accepted = Q(covered__status=FindingStatus.ACCEPTED)
-        return self.annotate(covered_findings=Count("covered", filter=accepted), covered_hosts=Count("covered__host", filter=accepted, distinct=True))
+        counted = self.annotate(covered_findings=Count("covered", filter=accepted), covered_hosts=Count("covered__host", filter=accepted, distinct=True))
+        # An aggregate drops Meta.ordering: say it again, newest first.
+        return counted.order_by(*self.model._meta.ordering)
 
 
 class RiskExceptionManager(models.Manager.from_queryset(RiskExceptionQuerySet)):
