@@ -232,6 +232,10 @@ class Migration(migrations.Migration):
             model_name='finding',
             index=models.Index(fields=['first_seen'], name='finding_first_seen'),
         ),
+        migrations.AddIndex(
+            model_name='finding',
+            index=models.Index(condition=models.Q(('resolved_at__isnull', False)), fields=['resolved_at'], name='finding_resolved_at'),
+        ),
         migrations.RunPython(trigram_indexes, drop_trigram_indexes),
         migrations.AddIndex(
             model_name='finding',

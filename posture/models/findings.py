@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Window
+from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -188,6 +188,8 @@ class Finding(models.Model):
             models.Index(fields=["subject_name"], name="finding_subject_name", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["compose_project"], name="finding_project"),
             models.Index(fields=["first_seen"], name="finding_first_seen"),
+            # ?resolved_since= ("resolved this week"): only resolved findings have a date to index.
+            models.Index(fields=["resolved_at"], name="finding_resolved_at", condition=Q(resolved_at__isnull=False)),
             models.Index(fields=["exception", "status"], name="finding_exception"),  # coverage counts, release
         ]
         permissions = [("accept_risk", "Can accept the risk of a finding")]
