@@ -9,6 +9,7 @@ from datetime import datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from posture import risk
 from posture.rules import Severity
 
 
@@ -97,3 +98,41 @@ def severity_bar(counts: dict[str, int], *, width: int = 320, height: int = 18) 
     rects = format_html_join("", '<rect x="{}" y="0" width="{}" height="{}" fill="{}"><title>{}</title></rect>', parts)
     summary = ", ".join(p[4] for p in parts) or "no open findings"
     return format_html('<svg class="bar" width="{}" height="{}" role="img" aria-label="{}">{}</svg>', width, height, summary, rects)
+
+
+# Band colours, mildest to worst; "none" is neutral.
+BAND_COLOURS = {"none": "#94a3b8", "low": Severity.LOW.colour, "moderate": "#a16207", "high": Severity.HIGH.colour, "severe": Severity.CRITICAL.colour}
+
+
+def risk_bands(counts: dict[str, int], *, width: int = 260, row: int = 18) -> SafeString:
+    """How many hosts fall in each risk band (posture/risk.py BANDS), one labelled bar each."""
+    most = max(counts.values(), default=0) or 1
+    label_w, count_w = 110, 44
+    bar_w = width - label_w - count_w
+    rows = []
+    for i, (name, low, high) in enumerate(risk.BANDS):
+        n = counts.get(name, 0)
+        y = i * row
+        rows.append(
+            (
+                y + 13,
+                f"{name} ({low}–{high})" if low != high else f"{name} ({low})",
+                label_w,
+                y + 3,
+                f"{bar_w * n / most:.1f}",
+                BAND_COLOURS[name],
+                label_w + bar_w + 4,
+                y + 13,
+                n,
+            )
+        )
+    body = format_html_join(
+        "",
+        '<text x="0" y="{}" font-size="11" fill="#334155">{}</text><rect x="{}" y="{}" width="{}" height="12" fill="{}"/>'
+        '<text x="{}" y="{}" font-size="11" fill="#334155">{}</text>',
+        rows,
+    )
+    height = row * len(risk.BANDS)
+    summary = ", ".join(f"{counts.get(name, 0)} {name}" for name, _low, _high in risk.BANDS)
+    return format_html('<svg class="bands" width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-label="Hosts by risk band: {}">{}</svg>',
+                       width, height, width, height, summary, body)  # fmt: skip

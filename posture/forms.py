@@ -1,16 +1,18 @@
-"""Forms for hosts, risk acceptance, reports and alerts; credentials and channel URLs are write-only."""
+"""Forms for hosts, exceptions, reports and alerts; credentials and channel URLs are write-only."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from posture.labels import parse_labels
-from posture.models import AlertEvent, AlertRule, DockerHost, ReportSchedule
-from posture.rules import BY_ID
+from posture.models import AlertEvent, AlertRule, DockerHost, ReportSchedule, Severity
+from posture.models.exceptions import MAX_DAYS
+from posture.rules import BY_ID, RULES
 
 MAX_CREDENTIAL_BYTES = 64 * 1024
 CREDENTIAL_FIELDS = {"tls_ca": "CA certificate (PEM)", "tls_cert": "client certificate (PEM)", "tls_key": "client key (PEM)", "ssh_key": "SSH private key"}
@@ -82,14 +84,8 @@ class AcceptRiskForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date"}), help_text="The acceptance lapses at the start of this day (UTC); at most a year."
     )
 
-    def clean_expires_on(self) -> object:
-        day = self.cleaned_data["expires_on"]
-        today = timezone.now().date()
-        if day <= today:
-            raise forms.ValidationError("Pick a day after today.")
-        if day > today + timedelta(days=366):
-            raise forms.ValidationError("Acceptances last at most a year; review it again then.")
-        return day
+    def clean_expires_on(self) -> date:
+        return _expiry(self.cleaned_data["expires_on"])
 
 
 class LabelScopeForm(forms.Form):
@@ -115,6 +111,86 @@ class ReportScheduleForm(LabelScopeForm, forms.ModelForm):
 
 class GenerateReportForm(LabelScopeForm):
     days = forms.IntegerField(label="Period (days, ending now)", min_value=1, max_value=366, initial=7)
+
+
+def _expiry(day: date) -> date:
+    """The one expiry rule of acceptances and exceptions: after today, at most a year ahead."""
+    today = timezone.now().date()
+    if day <= today:
+        raise forms.ValidationError("Pick a day after today.")
+    if day > today + timedelta(days=MAX_DAYS):
+        raise forms.ValidationError("Exceptions last at most a year; review it again then.")
+    return day
+
+
+def start_of(day: date) -> datetime:
+    """An acceptance lapses at the start of its day, UTC."""
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+class ExceptionTermsForm(forms.Form):
+    """What can change on an exception: why, who answers for it, until when."""
+
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), min_length=10, max_length=2000, help_text="Why this is acceptable, and who decided (a ticket helps)."
+    )
+    owner = forms.ModelChoiceField(queryset=None, required=False, help_text="Who answers for it; you, if left empty.")
+    expires_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), help_text="Lapses at the start of this day (UTC); at most a year ahead.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
+
+    def clean_expires_on(self) -> date:
+        return _expiry(self.cleaned_data["expires_on"])
+
+
+class ExceptionForm(ExceptionTermsForm):
+    """A new exception: what (a rule, or a severity and below), where (any of host, labels,
+    image glob, compose project, container name glob), and its terms. Field names are the
+    explorer's query parameters, so a filtered URL pre-fills it."""
+
+    rule = forms.ChoiceField(required=False, choices=[("", "—")] + [(r.id, f"{r.id} — {r.title}") for r in RULES])
+    up_to = forms.ChoiceField(label="or every rule of", required=False, choices=[("", "—")] + [(s.value, f"{s.label} and below") for s in Severity])
+    host = forms.CharField(required=False, max_length=100)
+    label = forms.CharField(label="Host labels", required=False, help_text="KEY=VALUE, comma-separated; every one must match.")
+    image = forms.CharField(label="Image", required=False, max_length=300, help_text="A glob: traefik:*, * and ? as wildcards.")
+    project = forms.CharField(label="Compose project", required=False, max_length=200)
+    name = forms.CharField(label="Container name", required=False, max_length=300, help_text="A glob: edge-*.")
+
+    field_order = ["rule", "up_to", "host", "label", "image", "project", "name", "justification", "owner", "expires_on"]
+
+    def clean_host(self) -> DockerHost | None:
+        name = self.cleaned_data.get("host", "").strip()
+        if not name:
+            return None
+        host = DockerHost.objects.filter(name=name).first()
+        if host is None:
+            raise forms.ValidationError(f"No host named {name}.")
+        return host
+
+    def clean_label(self) -> dict[str, str]:
+        return parse_labels(self.cleaned_data.get("label", ""))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if bool(cleaned.get("rule")) == bool(cleaned.get("up_to")):
+            self.add_error("rule", "Name one rule, or a severity to cover every rule of that severity and below.")
+        return cleaned
+
+    def scope_fields(self) -> dict[str, Any]:
+        """The model fields of the scope; use after ``is_valid()`` (or for a preview, on
+        whatever cleaned)."""
+        c = self.cleaned_data
+        return {
+            "rule_id": c.get("rule") or "",
+            "max_severity": c.get("up_to") or "",
+            "host": c.get("host"),
+            "labels": c.get("label") or {},
+            "image": (c.get("image") or "").strip(),
+            "project": (c.get("project") or "").strip(),
+            "name": (c.get("name") or "").strip(),
+        }
 
 
 class AlertRuleForm(LabelScopeForm, forms.ModelForm):

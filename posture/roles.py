@@ -6,8 +6,18 @@ from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 
-VIEWER = ["posture.view_dockerhost", "posture.view_finding", "posture.view_report", "posture.view_reportschedule"]
-ANALYST = [*VIEWER, "posture.poll_host", "posture.accept_risk", "posture.add_report", "posture.add_reportschedule", "posture.change_reportschedule"]
+VIEWER = ["posture.view_dockerhost", "posture.view_finding", "posture.view_report", "posture.view_reportschedule", "posture.view_riskexception"]
+ANALYST = [
+    *VIEWER,
+    "posture.poll_host",
+    "posture.accept_risk",
+    "posture.add_riskexception",
+    "posture.change_riskexception",
+    "posture.delete_riskexception",
+    "posture.add_report",
+    "posture.add_reportschedule",
+    "posture.change_reportschedule",
+]
 ADMIN = [
     *ANALYST,
     "posture.manage_hosts",

@@ -295,7 +295,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Posture API",
-    "DESCRIPTION": "Hosts, findings, acceptances, risk history and reports. Send `Authorization: Bearer TOKEN`.",
+    "DESCRIPTION": "Hosts, findings, exceptions and acceptances, risk history and reports. Send `Authorization: Bearer TOKEN`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI from our own static files (drf-spectacular-sidecar): the CSP allows 'self' only.
@@ -304,6 +304,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "HostStatusEnum": "posture.models.choices.HostStatus",
+        "SeverityEnum": "posture.models.choices.SEVERITY_CHOICES",
         "FindingStatusEnum": "posture.models.choices.FindingStatus",
         "ReportStatusEnum": "posture.models.reports.ReportStatus",
         "EventKindEnum": "posture.models.choices.EventKind",

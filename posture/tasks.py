@@ -64,7 +64,7 @@ def poll_host(self, host_id: int) -> None:
 
 @shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
 def expire_acceptances() -> int:
-    """Reopen findings whose risk acceptance has run out."""
+    """End exceptions past their expiry and reopen what they covered."""
     expired = Finding.objects.expire_acceptances()
     if expired:
         log.info("%d risk acceptance(s) expired", expired)

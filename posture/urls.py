@@ -4,13 +4,21 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from .views import alerts, auth, findings, fleet, hosts, profile, reports, rules, topology
+from .views import alerts, auth, exceptions, explorer, findings, fleet, hosts, profile, reports, rules, topology
 
 urlpatterns = [
     path("", fleet.fleet, name="fleet"),
     path("login/", login_not_required(auth.LoginView.as_view()), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("rules/", rules.rule_catalog, name="rules"),
+    path("findings/", explorer.explorer, name="explorer"),
+    path("findings/export.<str:format>", explorer.export, name="explorer-export"),
+    path("findings/except/", explorer.except_selection, name="explorer-except"),
+    path("exceptions/", exceptions.exception_list, name="exceptions"),
+    path("exceptions/new/", exceptions.exception_new, name="exception-new"),
+    path("exceptions/<int:pk>/", exceptions.exception_detail, name="exception"),
+    path("exceptions/<int:pk>/edit/", exceptions.exception_edit, name="exception-edit"),
+    path("exceptions/<int:pk>/remove/", exceptions.exception_remove, name="exception-remove"),
     path("hosts/new/", hosts.host_edit, name="host-new"),
     path("hosts/test/", hosts.host_test, name="host-test"),
     path("hosts/<str:name>/", hosts.host_detail, name="host"),

@@ -198,15 +198,24 @@ class TestEngine:
 
     # --- scenarios ---------------------------------------------------------------
 
-    def container(self, name: str, *, start: bool = True, command: str = "sleep 3600", **kwargs: object) -> docker.models.containers.Container:
-        """Create (and by default start) a busybox container; removed at teardown."""
+    def container(
+        self, name: str, *, start: bool = True, command: str = "sleep 3600", image: str = IMAGE, **kwargs: object
+    ) -> docker.models.containers.Container:
+        """Create (and by default start) a busybox container; removed at teardown. Another
+        ``image`` name is the busybox image tagged so (``tag_image``)."""
         with contextlib.suppress(docker.errors.NotFound):
             self.client.containers.get(name).remove(force=True)
-        container = self.client.containers.create(IMAGE, command=command, name=name, **kwargs)
+        container = self.client.containers.create(image, command=command, name=name, **kwargs)
         self.created.append(container.id)
         if start:
             container.start()
         return container
+
+    def tag_image(self, name: str) -> str:
+        """The busybox image under another name (``traefik:v3``), for scopes by image."""
+        repo, _, tag = name.partition(":")
+        self.client.images.get(IMAGE).tag(repo, tag or "latest")
+        return name
 
     def remove(self, name: str) -> None:
         with contextlib.suppress(docker.errors.NotFound):

@@ -36,7 +36,7 @@ from posture.models import (
     PublishedPort,
     Report,
     ReportStatus,
-    RiskAcceptance,
+    RiskException,
     RiskSample,
     Snapshot,
 )
@@ -196,14 +196,11 @@ def polled_hosts(names: Iterable[str], snap: HostSnapshot = EXPOSED, **fields: A
     return [polled(name, snap, **fields) for name in names]
 
 
-def acceptance(finding: Finding, by: Any, *, days: int = 10, justification: str = "Behind the VPN firewall; ticket SEC-42") -> RiskAcceptance:
-    """An accepted risk as the finding page leaves it (status, event, acceptance row)."""
-    until = timezone.now() + timedelta(days=days)
-    row = RiskAcceptance.objects.create(finding=finding, accepted_by=by, justification=justification, expires_at=until)
-    Finding.objects.filter(pk=finding.pk).update(status=FindingStatus.ACCEPTED, accepted_until=until)
+def acceptance(finding: Finding, by: Any, *, days: int = 10, justification: str = "Behind the VPN firewall; ticket SEC-42") -> RiskException:
+    """An accepted risk as the finding page leaves it: an exception scoped to the finding."""
+    exception = finding.accept(by=by, until=timezone.now() + timedelta(days=days), justification=justification)
     finding.refresh_from_db()
-    event(finding, EventKind.ACCEPTED, actor=by, detail={"until": until.isoformat(), "justification": justification})
-    return row
+    return exception
 
 
 def report(title: str = "Weekly posture", *, days: int = 7, status: str = ReportStatus.QUEUED, **fields: Any) -> Report:

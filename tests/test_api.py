@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework.throttling import UserRateThrottle
 
 from posture.middleware import CSP
-from posture.models import ApiToken, AuditEntry, DockerHost, Finding, Report, RiskAcceptance
+from posture.models import ApiToken, AuditEntry, DockerHost, Finding, Report, RiskException
 from posture.polling import poll
 
 pytestmark = pytest.mark.django_db
@@ -69,12 +69,19 @@ def endpoints(host: DockerHost, finding: Finding, report: Report) -> list[tuple[
         ("get", f"/api/hosts/{host.name}/risk/", None, VIEWER, 200),
         ("get", "/api/findings/", None, VIEWER, 200),
         ("get", f"/api/findings/{finding.pk}/", None, VIEWER, 200),
-        ("get", "/api/acceptances/", None, VIEWER, 200),
+        ("get", "/api/exceptions/", None, VIEWER, 200),
         ("get", "/api/reports/", None, VIEWER, 200),
         ("get", f"/api/reports/{report.pk}/", None, VIEWER, 200),
         ("get", f"/api/reports/{report.pk}/download/", None, VIEWER, 200),
         ("post", f"/api/hosts/{host.name}/poll/", None, ANALYST, 202),
         ("post", "/api/acceptances/", {"finding": finding.pk, "justification": "compensating firewall rule", "expires_at": until}, ANALYST, 201),
+        (
+            "post",
+            "/api/exceptions/",
+            {"rule_id": "host-network", "labels": {"env": "lab"}, "justification": "lab hosts are isolated", "expires_at": until},
+            ANALYST,
+            201,
+        ),
         ("post", "/api/reports/", {"labels": {"env": "prod"}, "days": 7}, ANALYST, 202),
         ("post", "/api/hosts/", {"name": "db-1", "url": "unix:///run/db-1/docker.sock", "labels": {"env": "prod"}}, ADMIN, 201),
         ("patch", "/api/hosts/db-1/", {"poll_interval": 600}, ADMIN, 200),
@@ -126,7 +133,7 @@ def test_tokens_are_stored_hashed_and_record_their_last_use(client, viewer):
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM posture_apitoken")
         row = cursor.fetchone()
-    assert secret not in " ".join(map(str, row)) and secret.split("_")[2] not in " ".join(map(str, row))
+    assert secret not in " ".join(map(str, row)) and secret.split("_", 2)[2] not in " ".join(map(str, row))
     assert token.prefix in secret and token.display.startswith(f"pst_{token.prefix}")
     assert client.get("/api/hosts/", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 200
     token.refresh_from_db()
@@ -189,7 +196,26 @@ def test_a_finding_comes_with_its_events_and_accepting_it_goes_through_the_model
     assert detail["events"][1]["actor"] == analyst.username
     too_long = (timezone.now() + timedelta(days=400)).isoformat()
     refused = call(client, "post", "/api/acceptances/", headers, {"finding": finding.pk, "justification": "forever and ever", "expires_at": too_long})
-    assert refused.status_code == 400 and RiskAcceptance.objects.count() == 1
+    assert refused.status_code == 400 and RiskException.objects.count() == 1
+    assert created.json()["finding"] == finding.pk and created.json()["covered_findings"] == 1
+
+
+def test_an_exception_is_created_previewed_listed_and_removed_through_the_api(client, analyst, viewer, polled):
+    headers = bearer(analyst)
+    until = (timezone.now() + timedelta(days=30)).isoformat()
+    body = {"rule_id": "host-network", "host": polled.name, "justification": "edge proxy by design, SEC-12", "expires_at": until}
+    created = call(client, "post", "/api/exceptions/", headers, body)
+    assert created.status_code == 201, created.content
+    exception = created.json()
+    assert exception["covered_findings"] == 1 and exception["owner"] == analyst.username and exception["status"] == "active"
+    assert Finding.objects.get(host=polled, rule_id="host-network").status == "accepted"
+    listed = client.get("/api/exceptions/", **bearer(viewer)).json()
+    assert [e["id"] for e in listed["results"]] == [exception["id"]]
+    assert call(client, "delete", f"/api/exceptions/{exception['id']}/", bearer(viewer), None).status_code == 403
+    assert call(client, "delete", f"/api/exceptions/{exception['id']}/", headers, None).status_code == 204
+    assert Finding.objects.get(host=polled, rule_id="host-network").status == "open"
+    bad = call(client, "post", "/api/exceptions/", headers, {**body, "rule_id": "", "labels": {"env__regex": "("}})
+    assert bad.status_code == 400
 
 
 def test_risk_history_and_report_download(client, viewer, polled, ready_report):
@@ -228,7 +254,7 @@ def test_list_and_detail_query_counts_do_not_grow_with_rows(client, analyst, eng
         Report.request_now(by=analyst, labels={}, days=1)
 
     grow(0)
-    urls = ["/api/hosts/", "/api/findings/?status=all", "/api/acceptances/", "/api/reports/", f"/api/findings/{finding.pk}/", "/api/hosts/grow/risk/"]
+    urls = ["/api/hosts/", "/api/findings/?status=all", "/api/exceptions/", "/api/reports/", f"/api/findings/{finding.pk}/", "/api/hosts/grow/risk/"]
     client.get("/api/hosts/", **headers)  # last_used_at written once, outside the measurements
     before = {url: queries(client, url, headers) for url in urls}
     for i in range(1, 6):
@@ -251,7 +277,7 @@ def test_the_schema_validates_and_documents_bearer_auth(client, viewer):
         "scheme": "bearer",
         "description": schema["components"]["securitySchemes"]["bearerAuth"]["description"],
     }
-    assert {"/api/hosts/", "/api/findings/", "/api/acceptances/", "/api/reports/", "/api/hosts/{name}/risk/"} <= set(schema["paths"])
+    assert {"/api/hosts/", "/api/findings/", "/api/exceptions/", "/api/acceptances/", "/api/reports/", "/api/hosts/{name}/risk/"} <= set(schema["paths"])
     served = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json", **bearer(viewer))
     assert served.status_code == 200 and json.loads(served.content)["paths"].keys() == schema["paths"].keys()
 

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from posture.collector.text import printable
-from posture.exports import spreadsheet_safe
+from posture.exports import neutralise
 from posture.models import DockerHost, Finding
 
 from .fake_engines import EMPTY_ENGINE, answer, raw_engine
@@ -46,7 +46,7 @@ def test_printable_removes_escape_sequences_and_shows_other_controls():
     ],
 )
 def test_spreadsheet_cells_never_start_a_formula(cell, safe):
-    assert spreadsheet_safe(cell) == safe
+    assert neutralise(cell) == safe
 
 
 def run(*args: str) -> tuple[str, str]:

@@ -63,10 +63,14 @@ def test_a_report_carries_hosts_findings_remediation_and_accepted_risks(two_poll
         "replace --network host with --network <app-net>",
         "Accepted risks",
         "Stage cache behind the VPN, ticket SEC-9",
+        # Exceptions with their owners, expiries and coverage.
+        "Findings an exception covers count as accepted",
+        f"{(timezone.now() + timedelta(days=10)):%d %b %Y} 1 on 1 host",
         "Appendix: rules",
         f"Page 2 of {len(reader.pages)}",
     ):
         assert expected in text, expected
+    assert "arthur-analyst" in text.replace("- ", "-")  # the owner, in a narrow cell that wraps
     # Pages render to images (what a reader sees), one per page.
     subprocess.run(["pdftoppm", "-r", "40", "-png", str(out), str(tmp_path / "page")], check=True)
     assert len(list(tmp_path.glob("page-*.png"))) == len(reader.pages)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
 from posture.labels import parse_label
-from posture.models import DockerHost, Finding, FindingEvent, FindingStatus, HostStatus, Report, RiskAcceptance, RiskSample, Severity
+from posture.models import DockerHost, Finding, FindingEvent, FindingStatus, HostStatus, Report, RiskException, RiskSample, Severity
+from posture.models.exceptions import MAX_DAYS
 
 CREDENTIALS = ("tls_ca", "tls_cert", "tls_key", "ssh_key")
 
@@ -121,16 +123,54 @@ class FindingDetailSerializer(FindingSerializer):
         fields = [*FindingSerializer.Meta.fields, "evidence", "remediation", "events"]
 
 
-class AcceptanceSerializer(serializers.ModelSerializer):
-    finding = serializers.PrimaryKeyRelatedField(queryset=Finding.objects.select_related("host"))
-    accepted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    host = serializers.CharField(source="finding.host.name", read_only=True)
+class ExceptionSerializer(serializers.ModelSerializer):
+    """A scoped exception (or one finding's acceptance): what, where, why, who, until when,
+    and how much it covers now."""
+
+    host = serializers.SlugRelatedField(slug_field="name", queryset=DockerHost.objects.all(), required=False, allow_null=True)
+    owner = serializers.SlugRelatedField(slug_field="username", queryset=get_user_model().objects.filter(is_active=True), required=False, allow_null=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    covered_findings = serializers.IntegerField(read_only=True)
+    covered_hosts = serializers.IntegerField(read_only=True)
 
     class Meta:
-        model = RiskAcceptance
-        fields = ["id", "finding", "host", "justification", "expires_at", "accepted_by", "created_at"]
-        read_only_fields = ["accepted_by", "created_at"]
+        model = RiskException
+        fields = [
+            "id",
+            "rule_id",
+            "max_severity",
+            "host",
+            "labels",
+            "image",
+            "project",
+            "name",
+            "finding",
+            "justification",
+            "owner",
+            "expires_at",
+            "status",
+            "created_by",
+            "created_at",
+            "ended_at",
+            "covered_findings",
+            "covered_hosts",
+        ]
+        read_only_fields = ["finding", "status", "created_by", "created_at", "ended_at"]
         extra_kwargs = {"justification": {"min_length": 10, "max_length": 2000}}
+
+    def validate_labels(self, value: Any) -> dict[str, str]:
+        return clean_labels(value)
+
+    def validate_expires_at(self, value: Any) -> Any:
+        return _expiry(value)
+
+
+class AcceptanceSerializer(serializers.Serializer):
+    """Accept the risk of one finding: an exception whose scope is that finding."""
+
+    finding = serializers.PrimaryKeyRelatedField(queryset=Finding.objects.select_related("host"))
+    justification = serializers.CharField(min_length=10, max_length=2000)
+    expires_at = serializers.DateTimeField()
 
     def validate_finding(self, finding: Finding) -> Finding:
         if finding.status == FindingStatus.RESOLVED:
@@ -138,12 +178,16 @@ class AcceptanceSerializer(serializers.ModelSerializer):
         return finding
 
     def validate_expires_at(self, value: Any) -> Any:
-        now = timezone.now()
-        if value <= now:
-            raise serializers.ValidationError("pick a time in the future")
-        if value > now + timedelta(days=366):
-            raise serializers.ValidationError("acceptances last at most a year")
-        return value
+        return _expiry(value)
+
+
+def _expiry(value: Any) -> Any:
+    now = timezone.now()
+    if value <= now:
+        raise serializers.ValidationError("pick a time in the future")
+    if value > now + timedelta(days=MAX_DAYS):
+        raise serializers.ValidationError(f"exceptions last at most {MAX_DAYS} days")
+    return value
 
 
 class RiskSampleSerializer(serializers.ModelSerializer):

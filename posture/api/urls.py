@@ -8,12 +8,13 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
 from .auth import BearerTokenAuthentication
-from .views import AcceptanceViewSet, FindingViewSet, HostViewSet, ReportViewSet
+from .views import AcceptanceViewSet, ExceptionViewSet, FindingViewSet, HostViewSet, ReportViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("hosts", HostViewSet, basename="api-host")
 router.register("findings", FindingViewSet, basename="api-finding")
+router.register("exceptions", ExceptionViewSet, basename="api-exception")
 router.register("acceptances", AcceptanceViewSet, basename="api-acceptance")
 router.register("reports", ReportViewSet, basename="api-report")
 

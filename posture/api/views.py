@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError as BadRequest
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from posture.models import AuditAction, AuditEntry, DockerHost, Finding, HostStatus, Report, ReportStatus, RiskAcceptance
+from posture.models import AuditAction, AuditEntry, DockerHost, Finding, HostStatus, Report, ReportStatus, RiskException
 from posture.tasks import generate_report, poll_host
 
 from . import serializers as s
@@ -22,6 +24,7 @@ from .filters import FINDING_FILTERS, filter_findings, label_param
 
 VIEW_HOSTS, MANAGE_HOSTS, POLL = "posture.view_dockerhost", "posture.manage_hosts", "posture.poll_host"
 VIEW_FINDINGS, ACCEPT = "posture.view_finding", "posture.accept_risk"
+VIEW_EXCEPTIONS, ADD_EXCEPTION, REMOVE_EXCEPTION = "posture.view_riskexception", "posture.add_riskexception", "posture.delete_riskexception"
 VIEW_REPORTS, ADD_REPORT = "posture.view_report", "posture.add_report"
 
 
@@ -112,17 +115,46 @@ class FindingViewSet(viewsets.ReadOnlyModelViewSet):
         return super().list(request, *args, **kwargs)
 
 
-@extend_schema(tags=["acceptances"])
-class AcceptanceViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
-    serializer_class = s.AcceptanceSerializer
-    required = {"list": VIEW_FINDINGS, "create": ACCEPT}
+@extend_schema(tags=["exceptions"])
+class ExceptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Scoped exceptions: a rule (or every rule of a severity and below) on any of host,
+    host labels, image glob, compose project and container name glob. Creating one accepts
+    what it covers now and later; removing one reopens it."""
+
+    serializer_class = s.ExceptionSerializer
+    required = {"list": VIEW_EXCEPTIONS, "retrieve": VIEW_EXCEPTIONS, "create": ADD_EXCEPTION, "destroy": REMOVE_EXCEPTION}
 
     def get_queryset(self) -> Any:
-        return RiskAcceptance.objects.select_related("finding__host", "accepted_by").order_by("-created_at", "-pk")
+        return RiskException.objects.with_coverage().select_related("host", "owner", "created_by")
 
-    def perform_create(self, serializer: s.AcceptanceSerializer) -> None:
-        data = serializer.validated_data
-        serializer.instance = data["finding"].accept(by=self.request.user, until=data["expires_at"], justification=data["justification"])
+    def perform_create(self, serializer: s.ExceptionSerializer) -> None:
+        data = dict(serializer.validated_data)
+        data.setdefault("owner", self.request.user)
+        try:
+            created = RiskException.objects.add(actor=self.request.user, **data)
+        except ValidationError as exc:
+            raise BadRequest(exc.message_dict if hasattr(exc, "error_dict") else {"scope": exc.messages}) from None
+        serializer.instance = self.get_queryset().get(pk=created.pk)  # with what it covers now
+
+    def perform_destroy(self, instance: RiskException) -> None:
+        instance.remove(actor=self.request.user)
+
+
+@extend_schema(tags=["exceptions"])
+class AcceptanceViewSet(mixins.CreateModelMixin, viewsets.GenericViewSet):
+    """Accept the risk of one finding (as a finding's page does): an exception scoped to it."""
+
+    serializer_class = s.AcceptanceSerializer
+    required = {"create": ACCEPT}
+
+    @extend_schema(responses={201: s.ExceptionSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        form = self.get_serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        exception = data["finding"].accept(by=request.user, until=data["expires_at"], justification=data["justification"])
+        covered = ExceptionViewSet().get_queryset().get(pk=exception.pk)
+        return Response(s.ExceptionSerializer(covered).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=["reports"])

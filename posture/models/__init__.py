@@ -1,7 +1,9 @@
 from .alerts import AlertEvent, AlertRule, Channel, ChannelKind, Notification, NotificationStatus, NotifiedTransition, Transition
 from .audit import AuditAction, AuditEntry
-from .choices import EventKind, FindingStatus, HostStatus, PollStatus, Severity, SubjectType, severity_rank
-from .findings import Finding, FindingEvent, RiskAcceptance, RiskSample
+from .choices import EventKind, ExceptionStatus, FindingStatus, HostStatus, PollStatus, Severity, SubjectType, severity_rank
+from .exceptions import Coverage, RiskException
+from .filters import FilterError, FindingFilter
+from .findings import Finding, FindingEvent, RiskSample
 from .hosts import DockerHost, PollRun, Snapshot, validate_engine
 from .inventory import ContainerRecord, NetworkRecord, PublishedPort
 from .reports import Frequency, Report, ReportSchedule, ReportStatus
@@ -20,10 +22,14 @@ __all__ = [
     "AuditAction",
     "AuditEntry",
     "ContainerRecord",
+    "Coverage",
     "DockerHost",
     "EventKind",
+    "ExceptionStatus",
+    "FilterError",
     "Finding",
     "FindingEvent",
+    "FindingFilter",
     "FindingStatus",
     "Frequency",
     "HostStatus",
@@ -34,7 +40,7 @@ __all__ = [
     "Report",
     "ReportSchedule",
     "ReportStatus",
-    "RiskAcceptance",
+    "RiskException",
     "RiskSample",
     "Severity",
     "Snapshot",

@@ -7,7 +7,11 @@ from django.db import models
 
 from posture.rules import Severity, SubjectType
 
-__all__ = ["EventKind", "FindingStatus", "HostStatus", "PollStatus", "Severity", "SubjectType", "severity_rank"]
+__all__ = ["EventKind", "ExceptionStatus", "FindingStatus", "HostStatus", "PollStatus", "Severity", "SubjectType", "severity_rank"]
+
+
+# Severity as field choices, importable by path (the API schema names the set once).
+SEVERITY_CHOICES = Severity.choices()
 
 
 def severity_rank(field: str = "severity") -> models.Case:
@@ -49,3 +53,12 @@ class EventKind(models.TextChoices):
     REOPENED = "reopened", "Reopened"
     ACCEPTED = "accepted", "Risk accepted"
     ACCEPTANCE_EXPIRED = "acceptance_expired", "Acceptance expired"
+    ACCEPTANCE_WITHDRAWN = "acceptance_withdrawn", "Exception removed"
+
+
+class ExceptionStatus(models.TextChoices):
+    """An exception applies while ACTIVE; EXPIRED and REMOVED ones are kept for the record."""
+
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired"
+    REMOVED = "removed", "Removed"

@@ -8,16 +8,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import models, transaction
-from django.db.models import F, Window
+from django.db import models
+from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from posture import risk
 from posture.rules import BY_ID, Evaluation, Rule
 
-from .audit import AuditAction, AuditEntry
-from .choices import EventKind, FindingStatus, Severity, SubjectType
+from .choices import EventKind, FindingStatus, Severity, SubjectType, severity_rank
 from .fields import clip, fit_fingerprint
 from .querysets import FindingQuerySet
 
@@ -39,6 +38,9 @@ _REFRESHED = (
     "status",
     "resolved_at",
     "accepted_until",
+    "exception",
+    "image",
+    "compose_project",
 )
 
 
@@ -82,6 +84,8 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
                 "remediation": spec.remediation,
                 "running": spec.running,
                 "exposed": spec.exposed,
+                "image": clip(Finding, "image", spec.image),
+                "compose_project": clip(Finding, "compose_project", spec.compose_project),
             }
             fingerprint = fit_fingerprint(spec.fingerprint, Finding._meta.get_field("fingerprint").max_length)
             finding = existing.pop(fingerprint, None)
@@ -111,32 +115,29 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
                 events.append(FindingEvent(finding=finding, poll=poll, at=now, kind=EventKind.RESOLVED))
                 updated.append(finding)
                 counts["resolved"] += 1
+        # Exceptions (posture/models/exceptions.py): an open finding that an active exception
+        # covers starts accepted, or goes back to accepted; one query, and only when needed.
+        candidates = [f for f in (*created, *updated) if f.status == FindingStatus.OPEN]
+        covered = self._exceptions().coverage_for(host, now).accept(candidates) if candidates else []
         self.bulk_create(created)
         # bulk_create sets primary keys on PostgreSQL and SQLite alike.
         events += [FindingEvent(finding=f, poll=poll, at=now, kind=EventKind.OPENED) for f in created]
+        events += [FindingEvent(finding=f, poll=poll, at=now, kind=EventKind.ACCEPTED, detail=f.exception.event_detail()) for f in covered]
+        counts["accepted"] = len(covered)
         self.filter(pk__in=seen).update(last_seen=now)
         self.bulk_update(updated, _REFRESHED, batch_size=500)
         FindingEvent.objects.bulk_create(events, batch_size=500)
         return counts
 
+    def _exceptions(self) -> Any:
+        # RiskException is defined on top of this module (it needs Finding), so it is
+        # reached through the relation rather than imported.
+        return self.model._meta.get_field("exception").related_model.objects
+
     def expire_acceptances(self, now: datetime | None = None) -> int:
-        """Reopen every finding whose acceptance has run out: one UPDATE, one event each,
-        and one new risk score per host however many of its findings expired."""
-        now = now or timezone.now()
-        with transaction.atomic():
-            # Locked, so two expiry runs at once reopen each finding once.
-            expired = list(self.acceptance_expired(now).select_for_update().only("pk", "host_id", "accepted_until"))
-            if not expired:
-                return 0
-            self.filter(pk__in=[f.pk for f in expired]).update(status=FindingStatus.OPEN)
-            FindingEvent.objects.bulk_create(
-                FindingEvent(finding=f, at=now, kind=EventKind.ACCEPTANCE_EXPIRED, detail={"until": f.accepted_until.isoformat() if f.accepted_until else None})
-                for f in expired
-            )
-            hosts = self.model._meta.get_field("host").related_model.objects
-            for host in hosts.filter(pk__in={f.host_id for f in expired}):
-                host.refresh_risk()
-        return len(expired)
+        """Reopen what expired exceptions covered (and any acceptance left without one);
+        returns how many findings reopened. See ``RiskExceptionManager.expire_due``."""
+        return self._exceptions().expire_due(now or timezone.now())
 
 
 class Finding(models.Model):
@@ -160,6 +161,12 @@ class Finding(models.Model):
     last_seen = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
     accepted_until = models.DateTimeField(null=True, blank=True)
+    # The exception that accepts this finding now (the status is then ACCEPTED).
+    exception = models.ForeignKey("RiskException", null=True, blank=True, on_delete=models.SET_NULL, related_name="covered")
+    # Copied from the container at every poll, so the explorer and exception scopes filter
+    # without joining the inventory (empty for network and daemon findings).
+    image = models.CharField(max_length=300, blank=True)
+    compose_project = models.CharField(max_length=200, blank=True)
 
     objects = FindingManager()
 
@@ -169,7 +176,21 @@ class Finding(models.Model):
         indexes = [
             models.Index(fields=["host", "status"], name="finding_host_status"),  # host page, risk
             models.Index(fields=["status", "severity"], name="finding_status_sev"),  # fleet counts
-            models.Index(fields=["rule_id", "status"], name="finding_rule_status"),  # rules page
+            # Rules page; explorer ?rule= and its grouped view (counts of findings and hosts per rule, index only).
+            models.Index(fields=["rule_id", "status", "host"], name="finding_rule_status_host"),
+            # Explorer rows (FindingQuerySet.for_explorer): a page of the fleet's findings, worst
+            # first, read in index order instead of sorting them all, whatever the status filter.
+            models.Index(severity_rank().desc(), F("rule_id"), F("host"), F("id"), name="finding_explorer_order"),
+            # FindingFilter.apply(): ?image= and ?name= equality and prefix globs (the pattern
+            # opclass serves LIKE 'traefik:%'); infix globs and ?q= use the trigram indexes that
+            # migration 0004 adds on PostgreSQL (finding_*_trgm). ?project=, ?since=.
+            models.Index(fields=["image"], name="finding_image", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["subject_name"], name="finding_subject_name", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["compose_project"], name="finding_project"),
+            models.Index(fields=["first_seen"], name="finding_first_seen"),
+            # ?resolved_since= ("resolved this week"): only resolved findings have a date to index.
+            models.Index(fields=["resolved_at"], name="finding_resolved_at", condition=Q(resolved_at__isnull=False)),
+            models.Index(fields=["exception", "status"], name="finding_exception"),  # coverage counts, release
         ]
         permissions = [("accept_risk", "Can accept the risk of a finding")]
 
@@ -191,18 +212,10 @@ class Finding(models.Model):
     def as_risk_item(self) -> risk.RiskItem:
         return risk.RiskItem(rule_id=self.rule_id, severity=self.severity, running=self.running, exposed=self.exposed)
 
-    def accept(self, *, by: Any, until: datetime, justification: str) -> RiskAcceptance:
-        """Accept the risk until ``until``: it stops counting, and comes back when that passes."""
-        with transaction.atomic():
-            acceptance = RiskAcceptance.objects.create(finding=self, accepted_by=by, justification=justification, expires_at=until)
-            self.status, self.accepted_until = FindingStatus.ACCEPTED, until
-            self.save(update_fields=["status", "accepted_until"])
-            FindingEvent.objects.create(
-                finding=self, at=timezone.now(), kind=EventKind.ACCEPTED, actor=by, detail={"until": until.isoformat(), "justification": justification}
-            )
-            AuditEntry.log(by, AuditAction.FINDING_ACCEPT, self, justification=justification, until=until.isoformat())
-            self.host.refresh_risk()
-        return acceptance
+    def accept(self, *, by: Any, until: datetime, justification: str) -> Any:
+        """Accept the risk of this one finding until ``until``: an exception whose scope is
+        this finding. It stops counting, and comes back when that passes."""
+        return type(self).objects._exceptions().accept_finding(self, by=by, until=until, justification=justification)
 
 
 class FindingEvent(models.Model):
@@ -232,21 +245,6 @@ class FindingEvent(models.Model):
         return self.kind == EventKind.CHANGED
 
 
-class RiskAcceptance(models.Model):
-    finding = models.ForeignKey(Finding, on_delete=models.CASCADE, related_name="acceptances")
-    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
-    justification = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField()
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    @property
-    def valid(self) -> bool:
-        return self.expires_at > timezone.now()
-
-
 class RiskSampleQuerySet(models.QuerySet):
     def latest_per_host(self, host_ids: list[int], points: int) -> RiskSampleQuerySet:
         """The last ``points`` samples of each host, oldest first, in one query."""
@@ -261,6 +259,8 @@ class RiskSample(models.Model):
     poll = models.ForeignKey("PollRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     at = models.DateTimeField()
     score = models.PositiveSmallIntegerField()
+    # What the score is computed from (posture/risk.py): a formula change recomputes history from it.
+    points = models.FloatField(default=0)
     open_count = models.PositiveIntegerField(default=0)
     counts = models.JSONField(default=dict)
     breakdown = models.JSONField(default=list)
@@ -281,12 +281,13 @@ class RiskSample(models.Model):
             if f.status == FindingStatus.OPEN or (f.accepted_until is not None and f.accepted_until <= now)
         ]
         result = risk.score(f.as_risk_item() for f in counted)
-        host.risk_score, host.risk_breakdown = result.score, result.as_json()
+        host.set_risk(result)
         return cls.objects.create(
             host=host,
             poll=poll,
             at=at,
             score=result.score,
+            points=result.points,
             open_count=len(counted),
             counts=dict(Counter(f.severity for f in counted)),
             breakdown=result.as_json(),

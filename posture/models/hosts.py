@@ -16,6 +16,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from posture import risk
 from posture.collector import HostSnapshot, InvalidEngineURL, parse_engine_url
 from posture.rules import Evaluation
 
@@ -87,6 +88,11 @@ class DockerHost(models.Model):
     last_error = models.TextField(blank=True)
     risk_score = models.PositiveSmallIntegerField(default=0)
     risk_breakdown = models.JSONField(default=list, blank=True)
+    # What ranks hosts with equal scores (posture/risk.py), kept with the score.
+    risk_points = models.FloatField(default=0)
+    risk_exposed_critical = models.PositiveIntegerField(default=0)
+    risk_critical = models.PositiveIntegerField(default=0)
+    risk_high = models.PositiveIntegerField(default=0)
     snapshot = models.ForeignKey("Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     objects = HostQuerySet.as_manager()
@@ -96,8 +102,19 @@ class DockerHost(models.Model):
         indexes = [models.Index(fields=["enabled", "next_poll_at"], name="host_due")]  # due_for_poll()
         permissions = [("poll_host", "Can trigger a poll"), ("manage_hosts", "Can register and edit hosts")]
 
+    # Written together whenever the score changes (RiskSample.record).
+    RISK_FIELDS = ("risk_score", "risk_breakdown", "risk_points", "risk_exposed_critical", "risk_critical", "risk_high")
+
     def __str__(self) -> str:
         return self.name
+
+    def set_risk(self, result: risk.Risk) -> None:
+        self.risk_score, self.risk_breakdown, self.risk_points = result.score, result.as_json(), result.points
+        self.risk_exposed_critical, self.risk_critical, self.risk_high = result.exposed_critical, result.critical, result.high
+
+    @property
+    def risk_band(self) -> str:
+        return risk.band(self.risk_score)
 
     def clean(self) -> None:
         self.url = validate_engine(
@@ -197,7 +214,7 @@ class DockerHost(models.Model):
             run.finish(PollStatus.OK, at=timezone.now())
             self.last_poll_at = self.last_success_at = run.finished_at
             self.last_status, self.last_error = HostStatus.OK, ""
-            fields = ["snapshot", "last_poll_at", "last_success_at", "last_status", "last_error", "risk_score", "risk_breakdown"]
+            fields = ["snapshot", "last_poll_at", "last_success_at", "last_status", "last_error", *self.RISK_FIELDS]
             if pinned_host_keys is not None and pinned_host_keys.strip() != self.ssh_known_hosts.strip():
                 # Trust on first use: the key the engine's ssh server showed is kept only
                 # once a poll has read the engine through it.
@@ -207,7 +224,7 @@ class DockerHost(models.Model):
 
     def refresh_risk(self, poll: PollRun | None = None) -> None:
         RiskSample.record(self, poll, timezone.now())
-        self.save(update_fields=["risk_score", "risk_breakdown"])
+        self.save(update_fields=list(self.RISK_FIELDS))
 
 
 class Snapshot(models.Model):

@@ -10,7 +10,12 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
+from posture import risk
+
 from .choices import FindingStatus, HostStatus, PollStatus, Severity, severity_rank
+
+# Riskiest first; equal scores rank by exposed criticals, criticals, highs, then points (posture/risk.py).
+RISK_ORDER = ("-risk_score", "-risk_exposed_critical", "-risk_critical", "-risk_high", "-risk_points", "name")
 
 
 class HostQuerySet(models.QuerySet):
@@ -47,6 +52,18 @@ class HostQuerySet(models.QuerySet):
             open_total=Count("findings", filter=open_),
             **{f"open_{sev}": Count("findings", filter=open_ & Q(findings__severity=sev)) for sev in Severity},
         )
+
+    def by_risk(self) -> HostQuerySet:
+        return self.order_by(*RISK_ORDER)
+
+    def in_band(self, name: str) -> HostQuerySet:
+        low, high = next((lo, hi) for band, lo, hi in risk.BANDS if band == name)
+        return self.filter(risk_score__gte=low, risk_score__lte=high)
+
+    def risk_bands(self) -> dict[str, int]:
+        """How many hosts fall in each risk band, in one query (fleet page)."""
+        counts = self.aggregate(**{name: Count("pk", filter=Q(risk_score__gte=low, risk_score__lte=high)) for name, low, high in risk.BANDS})
+        return {name: counts[name] or 0 for name, _low, _high in risk.BANDS}
 
     def with_poll_counts(self) -> HostQuerySet:
         return self.annotate(completed_polls=Count("polls", filter=Q(polls__status=PollStatus.OK)))
@@ -88,3 +105,8 @@ class FindingQuerySet(models.QuerySet):
     def by_severity(self) -> FindingQuerySet:
         """Worst first, then by rule and subject: the order of every findings list."""
         return self.annotate(severity_order=severity_rank()).order_by("-severity_order", "rule_id", "subject_key", "item_key")
+
+    def for_explorer(self) -> FindingQuerySet:
+        """Worst first, then rule, host and age: the order the ``finding_explorer_order``
+        index keeps, so a page of the fleet's findings needs no sort of all of them."""
+        return self.order_by(severity_rank().desc(), "rule_id", "host_id", "id")

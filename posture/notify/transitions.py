@@ -2,7 +2,7 @@
 
 Finding transitions come from the append-only ``FindingEvent`` rows of one poll; a host
 going down from its poll runs; a risk rise from its risk samples; staleness and expiring
-acceptances from a periodic scan. Keys name the row that records the transition, so the
+exceptions (scoped, or one finding's acceptance) from a periodic scan. Keys name the row that records the transition, so the
 same transition derived twice has the same key.
 """
 
@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.urls import reverse
 
-from posture.models import AlertEvent, DockerHost, EventKind, Finding, FindingEvent, FindingStatus, PollRun, PollStatus, RiskSample, Transition
+from posture.models import AlertEvent, DockerHost, EventKind, Finding, FindingEvent, PollRun, PollStatus, RiskException, RiskSample, Transition
+from posture.rules import BY_ID
 
 # Finding event kinds an alert rule can ask for, by the event kind that records them.
 FINDING_EVENTS = {EventKind.OPENED: AlertEvent.OPENED, EventKind.REOPENED: AlertEvent.REOPENED}
@@ -121,26 +122,40 @@ def stale(now: datetime) -> list[Transition]:
 
 
 # --- expiring exceptions ---------------------------------------------------------------
-# A source yields one transition per exception (or acceptance) that ends within the window
+# A source yields one transition per exception that ends within the window
 # ``(now, until]``. Key it by the row and its end, so a renewed one is announced again.
 ExpiringSource = Callable[[datetime, datetime], Iterable[Transition]]
 
 
-def expiring_acceptances(now: datetime, until: datetime) -> Iterator[Transition]:
-    """Findings whose risk acceptance ends within the window."""
-    findings = Finding.objects.filter(status=FindingStatus.ACCEPTED, accepted_until__gt=now, accepted_until__lte=until).select_related("host")
-    for f in findings:
-        yield finding_transition(
-            f"expiring:acceptance:{f.pk}:{f.accepted_until.isoformat()}",
-            AlertEvent.EXPIRING,
-            f,
-            f.host,
-            detail={"until": f.accepted_until.isoformat()},
+def expiring_exceptions(now: datetime, until: datetime) -> Iterator[Transition]:
+    """Active exceptions (scoped, or a single finding's acceptance) that end within the window.
+
+    One transition per exception, however many findings it covers; a scope by host or by
+    labels is what alert rules' label scopes are matched against, and the rule (or the
+    severity ceiling) what their severity and rule scopes are.
+    """
+    due = RiskException.objects.active(now).filter(expires_at__lte=until).select_related("host").with_coverage()
+    for exception in due:
+        rule = BY_ID.get(exception.rule_id)
+        severity = rule.severity.value if rule else exception.max_severity
+        host = exception.host
+        yield Transition(
+            key=f"expiring:exception:{exception.pk}:{exception.expires_at.isoformat()}",
+            event=AlertEvent.EXPIRING,
+            host_id=host.pk if host else 0,
+            host_name=host.name if host else "every matching host",
+            host_labels=dict(host.labels) | exception.labels if host else dict(exception.labels),
+            title=f"exception #{exception.pk} ({exception.describe()}) ends {exception.expires_at:%Y-%m-%d}; "
+            f"it covers {exception.covered_findings} open finding(s)",
+            path=reverse("exception", kwargs={"pk": exception.pk}),
+            severity=severity,
+            rule_id=exception.rule_id,
+            detail={"until": exception.expires_at.isoformat()},
         )
 
 
-# Every source of expiring exceptions; scoped exceptions append theirs here.
-EXPIRING_SOURCES: list[ExpiringSource] = [expiring_acceptances]
+# Every source of expiring exceptions.
+EXPIRING_SOURCES: list[ExpiringSource] = [expiring_exceptions]
 
 
 def expiring(now: datetime, sources: Iterable[ExpiringSource] | None = None) -> list[Transition]:

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Avg, Count, prefetch_related_objects
+from django.db.models import Avg, Count, Q
 from django.db.models.functions import TruncDate
 
 from posture import charts
 from posture.labels import describe
-from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, RiskSample, Severity, Snapshot, severity_rank
+from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, RiskException, RiskSample, Severity, Snapshot, severity_rank
 from posture.rules import RULES
 from posture.topology import Drawing, draw
 
@@ -40,7 +40,7 @@ def _draw_riskiest(hosts: list[DockerHost], sections: dict[int, HostSection], op
 
 
 def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str) -> dict[str, Any]:
-    hosts = list(DockerHost.objects.with_labels(labels).with_open_counts().order_by("-risk_score", "name"))
+    hosts = list(DockerHost.objects.with_labels(labels).with_open_counts().by_risk())
     ids = [h.pk for h in hosts]
     totals = {s.value: sum(getattr(h, f"open_{s}") for h in hosts) for s in Severity}
 
@@ -59,7 +59,7 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
         fleet_daily[moment].append(row["score"])
     fleet_trend = [(day, round(sum(v) / len(v))) for day, v in sorted(fleet_daily.items())]
 
-    current = Finding.objects.filter(host__in=ids).current().by_severity().select_related("host")
+    current = Finding.objects.filter(host__in=ids).current().by_severity().select_related("host", "exception__owner")
     sections = {h.pk: HostSection(host=h, chart=charts.risk_history(daily[h.pk], width=480, height=120)) for h in hosts}
     accepted = []
     open_by_host: dict[int, list[Finding]] = defaultdict(list)
@@ -72,9 +72,17 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
             sections[f.host_id].detailed.append(f)
         else:
             sections[f.host_id].summary.append(f)
-    # The newest acceptance of each (RiskAcceptance orders newest first), on the rows already loaded.
-    prefetch_related_objects(accepted, "acceptances__accepted_by")
-    acceptances = {f.pk: next(iter(f.acceptances.all()), None) for f in accepted}
+    # Every active exception with what it covers in this report's scope (a fleet-wide report
+    # lists those covering nothing too: a scope that matches nothing is worth a look).
+    in_scope = Q(covered__status=FindingStatus.ACCEPTED, covered__host__in=ids)
+    exceptions = [
+        e
+        for e in RiskException.objects.active(end)
+        .select_related("owner", "host")
+        .annotate(in_scope=Count("covered", filter=in_scope), hosts_in_scope=Count("covered__host", filter=in_scope, distinct=True))
+        .order_by("expires_at", "pk")
+        if e.in_scope or not labels
+    ]
 
     _draw_riskiest(hosts, sections, open_by_host)
 
@@ -109,6 +117,7 @@ def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str)
         "changes": changes,
         "changes_truncated": sum(change_counts.values()) > len(changes),
         "sections": list(sections.values()),
-        "accepted": [(f, acceptances.get(f.pk)) for f in accepted],
+        "accepted": accepted,
+        "exceptions": exceptions,
         "rules": RULES,
     }

@@ -201,6 +201,10 @@ class FindingSpec:
     running: bool | None = None
     key: str = ""
     exposed: bool = False
+    # The container's image and compose project (empty for networks and the daemon): the
+    # explorer and exception scopes filter on them.
+    image: str = ""
+    compose_project: str = ""
 
     @property
     def fingerprint(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from posture.collector.snapshot import HostSnapshot, frozen_map
+from posture.collector.snapshot import Container, HostSnapshot, frozen_map
 
 from . import capabilities, daemon, firewall, mounts, namespaces, networks, ports, reachability
 from .base import FindingSpec, Hit, Rule, RuleContext, SubjectType
@@ -19,7 +19,7 @@ if len(BY_ID) != len(RULES):  # pragma: no cover - a programming error caught at
     raise RuntimeError("duplicate rule id in the catalog")
 
 
-def _spec(rule: Rule, hit: Hit, *, subject_type: SubjectType, key: str, name: str, running: bool | None) -> FindingSpec:
+def _spec(rule: Rule, hit: Hit, *, subject_type: SubjectType, key: str, name: str, running: bool | None, container: Container | None = None) -> FindingSpec:
     return FindingSpec(
         rule_id=rule.id,
         cis=rule.cis,
@@ -33,6 +33,8 @@ def _spec(rule: Rule, hit: Hit, *, subject_type: SubjectType, key: str, name: st
         running=running,
         key=hit.key,
         exposed=hit.exposed,
+        image=container.image if container else "",
+        compose_project=container.compose_project if container else "",
     )
 
 
@@ -49,7 +51,11 @@ class Evaluation:
 def _apply(rule: Rule, ctx: RuleContext, host_name: str) -> list[FindingSpec]:
     snapshot = ctx.snapshot
     if rule.subject is SubjectType.CONTAINER:
-        return [_spec(rule, h, subject_type=rule.subject, key=c.subject_key, name=c.name, running=c.running) for c in snapshot.containers for h in rule(c, ctx)]
+        return [
+            _spec(rule, h, subject_type=rule.subject, key=c.subject_key, name=c.name, running=c.running, container=c)
+            for c in snapshot.containers
+            for h in rule(c, ctx)
+        ]
     if rule.subject is SubjectType.NETWORK:
         return [_spec(rule, h, subject_type=rule.subject, key=n.name, name=n.name, running=None) for n in snapshot.networks for h in rule(n, ctx)]
     return [_spec(rule, h, subject_type=rule.subject, key="daemon", name=host_name or snapshot.engine.name, running=None) for h in rule(ctx)]

@@ -20,7 +20,7 @@ from .rendering import HtmxHttpRequest, render_page
 
 
 def get_finding(host: str, pk: int) -> Finding:
-    return get_object_or_404(Finding.objects.select_related("host"), pk=pk, host__name=host)
+    return get_object_or_404(Finding.objects.select_related("host", "exception__owner", "exception__host"), pk=pk, host__name=host)
 
 
 def _context(request: HtmxHttpRequest, finding: Finding, form: AcceptRiskForm | None = None) -> dict[str, object]:
@@ -30,7 +30,7 @@ def _context(request: HtmxHttpRequest, finding: Finding, form: AcceptRiskForm | 
         "rule": finding.rule,
         "evidence": json.dumps(finding.evidence, indent=2, sort_keys=True),
         "events": finding.events.select_related("actor", "poll"),
-        "acceptances": finding.acceptances.select_related("accepted_by"),
+        "own_exceptions": finding.exceptions.select_related("owner"),
         "form": form or AcceptRiskForm(),
         "can_accept": request.user.has_perm("posture.accept_risk"),
     }

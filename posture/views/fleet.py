@@ -10,25 +10,27 @@ from django.db.models import Q, Sum
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 
-from posture import charts
+from posture import charts, risk
 from posture.labels import parse_label
 from posture.models import DockerHost, HostStatus, RiskSample, Severity
+from posture.models.querysets import RISK_ORDER
 
 from .rendering import HtmxHttpRequest, paginate, render_page
 
 # Sort key → (label, ordering); the first is the default.
 SORTS = {
-    "risk": ("risk", ("-risk_score", "name")),
+    "risk": ("risk", RISK_ORDER),
     "name": ("name", ("name",)),
     "findings": ("open findings", ("-open_total", "name")),
     "polled": ("last poll", ("-last_poll_at", "name")),
 }
 TREND_POINTS = 30
+BAND_NAMES = [name for name, _low, _high in risk.BANDS]
 
 
 def _filtered(request: HtmxHttpRequest) -> tuple[object, dict[str, str], str]:
     """The hosts the filters select, the filters as given, and a problem with them if any."""
-    params = {k: request.GET.get(k, "").strip() for k in ("q", "label", "status", "severity", "sort")}
+    params = {k: request.GET.get(k, "").strip() for k in ("q", "label", "status", "severity", "sort", "band")}
     hosts = DockerHost.objects.with_open_counts()
     problem = ""
     if params["q"]:
@@ -40,10 +42,24 @@ def _filtered(request: HtmxHttpRequest) -> tuple[object, dict[str, str], str]:
             problem = exc.messages[0]
     if params["status"] in HostStatus.values:
         hosts = hosts.with_display_status(HostStatus(params["status"]))
+    if params["band"] in BAND_NAMES:
+        hosts = hosts.in_band(params["band"])
     if params["severity"] in Severity.values():
         hosts = hosts.filter(**{f"open_{params['severity']}__gt": 0})
     _label, ordering = SORTS.get(params["sort"], SORTS["risk"])
     return hosts.order_by(*ordering), params, problem
+
+
+def _bands(request: HtmxHttpRequest) -> list[dict[str, object]]:
+    """How many hosts fall in each risk band (one query), each a link to the fleet filtered to it."""
+    counts = DockerHost.objects.risk_bands()
+    query = request.GET.copy()
+    query.pop("page", None)
+    rows = []
+    for name, low, high in risk.BANDS:
+        query["band"] = name
+        rows.append({"name": name, "low": low, "high": high, "count": counts[name], "query": query.urlencode()})
+    return rows
 
 
 def _without_page(request: HtmxHttpRequest) -> str:
@@ -62,6 +78,7 @@ def fleet(request: HtmxHttpRequest) -> HttpResponse:
     for host_id, score in RiskSample.objects.latest_per_host([h.pk for h in page], TREND_POINTS).values_list("host_id", "score"):
         trends[host_id].append(score)
     rows = [(h, charts.sparkline(trends[h.pk], label=f"risk trend of {h.name}")) for h in page]
+    bands = _bands(request)
     totals = DockerHost.objects.with_open_counts().aggregate(**{s.value: Sum(f"open_{s}") for s in Severity})
     totals = {s.value: totals[s.value] or 0 for s in Severity}
     context = {
@@ -72,6 +89,8 @@ def fleet(request: HtmxHttpRequest) -> HttpResponse:
         "totals": totals,
         "host_count": DockerHost.objects.count(),
         "severity_bar": charts.severity_bar(totals),
+        "bands": bands,
+        "band_chart": charts.risk_bands({b["name"]: b["count"] for b in bands}),
         "severities": list(Severity),
         "statuses": list(HostStatus),
         "sorts": {key: label for key, (label, _ordering) in SORTS.items()},
