@@ -260,3 +260,11 @@ def probe(target: EngineTarget) -> str:
     """Connect and read ``/version``: for "test connection". Raises ``EngineError`` or ``MalformedAnswer``."""
     with open_client(target) as (_client, version):
         return f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}, {version.get('Os', '?')}/{version.get('Arch', '?')})"
+
+
+@contextlib.contextmanager
+def ssh_tunnel(target: EngineTarget, workdir: Path) -> Iterator[str]:
+    """The tunnel polls use, for other clients of an ssh engine (the event watcher):
+    the same command, options and pinned host keys. Yields ``unix://`` + the local socket."""
+    with _ssh_tunnel(target, workdir) as url:
+        yield url

@@ -4,6 +4,7 @@ from .findings import Finding, FindingEvent, RiskAcceptance, RiskSample
 from .hosts import DockerHost, PollRun, Snapshot, validate_engine
 from .inventory import ContainerRecord, NetworkRecord, PublishedPort
 from .reports import Frequency, Report, ReportSchedule, ReportStatus
+from .watch import HostWatch, Watcher
 
 __all__ = [
     "AuditAction",
@@ -14,6 +15,7 @@ __all__ = [
     "Finding",
     "FindingEvent",
     "FindingStatus",
+    "HostWatch",
     "Frequency",
     "HostStatus",
     "NetworkRecord",
@@ -28,6 +30,7 @@ __all__ = [
     "Severity",
     "Snapshot",
     "SubjectType",
+    "Watcher",
     "severity_rank",
     "validate_engine",
 ]
