@@ -43,6 +43,7 @@ class Command(BaseCommand):
                 "INFO",
             ],
             "beat": [py, "-m", "celery", "-A", "posture", "beat", "--loglevel", "INFO", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
+            "watch": [py, str(settings.BASE_DIR / "manage.py"), "watch"],
         }
         procs = {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()}
         broker = "Redis" if settings.REDIS_URL else "embedded filesystem broker"
