@@ -20,7 +20,7 @@ from django.core.management import CommandError, call_command
 
 from posture.collector import parse_engine_url
 from posture.collector.engine import collect
-from posture.collector.parse import parse_container
+from posture.collector.parse import build_snapshot, parse_container
 from posture.collector.snapshot import HostSnapshot
 from posture.collector.target import EngineTarget
 from posture.management.commands.simulate import register_simulated
@@ -104,6 +104,9 @@ def test_an_unchanged_host_answers_the_same_bytes_and_digest_every_poll(fleet):
     fleet.churn(3, 5)  # another host's churn leaves this one alone
     assert snapshot(url, previous=warm).digest() == cold.digest()
     assert api._get(api._url("/containers/json"), params={"all": 1}).content == raw[0]
+    # The same answers without HTTP, for building history offline.
+    offline = build_snapshot(collected_at=cold.collected_at, connection=cold.connection, **fleet.call(fleet.hosts[2].raw_answers))
+    assert offline.digest() == cold.digest()
 
 
 def test_churn_changes_the_answers_and_streams_the_events_a_real_engine_sends():
@@ -127,6 +130,8 @@ def test_churn_changes_the_answers_and_streams_the_events_a_real_engine_sends():
             time.sleep(0.02)
         stream.close()
         assert live == containers_only
+        # A client that goes away leaves no subscriber behind.
+        wait_for(lambda: not fleet.call(lambda: len(fleet.hosts[0].subscribers)), timeout=10, what="the closed stream's subscriber to go")
         assert {e["Action"] for e in log} <= {"create", "start", "kill", "die", "stop", "destroy", "rename", "connect", "disconnect"}
         assert {"connect", "disconnect"} & {e["Action"] for e in log if e["Type"] == "network"}
         # Shaped as recorded from the real engine (API 1.41 keeps status/id/from).
@@ -316,3 +321,9 @@ def test_stopping_the_simulator_ends_open_event_streams_and_removes_its_sockets(
         fleet.churn(0, 1)
     assert ended.wait(10)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_churn_loop_changes_every_host_with_a_rate_of_one():
+    with simulated_fleet(hosts=3, containers=5, seed=9, churn=1, interval=0.2) as fleet:
+        wait_for(lambda: all(fleet.call(lambda h=h: h.changes) >= 1 for h in fleet.hosts), timeout=20, what="a churn round on every host")
+        assert all(any(e["Type"] == "container" for e in fleet.events(i)) for i in range(3))

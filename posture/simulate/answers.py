@@ -91,11 +91,11 @@ def _ports(spec: Spec, running: bool) -> dict[str, Any]:
 def _endpoint(rec: Recording, c: SimContainer, net: SimNetwork) -> dict[str, Any]:
     """One entry of ``NetworkSettings.Networks``, shaped like the recorded one for that kind of network."""
     if net.driver == "host":
-        ep = rec.container("hostnet")["NetworkSettings"]["Networks"]["host"]
+        ep = rec.part("hostnet", "NetworkSettings", "Networks", "host")
     elif net.name == "bridge":
-        ep = rec.container("clean")["NetworkSettings"]["Networks"]["bridge"]
+        ep = rec.part("clean", "NetworkSettings", "Networks", "bridge")
     else:
-        ep = rec.container("compose-web")["NetworkSettings"]["Networks"]["shop_default"]
+        ep = rec.part("compose-web", "NetworkSettings", "Networks", "shop_default")
         aliases = [c.id[:12]]
         if "com.docker.compose.service" in c.spec.label_map:
             aliases = [c.name, c.spec.label_map["com.docker.compose.service"], c.id[:12]]
@@ -143,8 +143,8 @@ def container_inspect(rec: Recording, c: SimContainer, net: SimNetwork) -> dict[
     host["PidMode"] = "host" if spec.pid_host else ""
     data["Mounts"] = []
     if spec.docker_sock:
-        sock = rec.container("sock")
-        data["Mounts"], host["Binds"], config["Volumes"] = sock["Mounts"], sock["HostConfig"]["Binds"], sock["Config"]["Volumes"]
+        data["Mounts"], host["Binds"] = rec.part("sock", "Mounts"), rec.part("sock", "HostConfig", "Binds")
+        config["Volumes"] = rec.part("sock", "Config", "Volumes")
     state = data["State"]
     state.update(Status=c.state, Running=c.running, Pid=c.pid if c.running else 0, ExitCode=c.exit_code)
     state["StartedAt"] = timestamp(c.started_ns) if c.started_ns else ZERO_TIME
@@ -208,7 +208,7 @@ def container_listed(rec: Recording, c: SimContainer, net: SimNetwork, now_ns: i
         "Image": spec.image,
         "ImageID": image_id(spec.image),
         "Labels": spec.label_map,
-        "Mounts": rec.container("sock")["Mounts"] if spec.docker_sock else [],
+        "Mounts": rec.part("sock", "Mounts") if spec.docker_sock else [],
         "Names": ["/" + c.name],
         "NetworkSettings": {"Networks": {net.name: endpoint}},
         "Ports": sorted(ports, key=lambda p: (p["PrivatePort"], p["Type"], p["IP"])),

@@ -93,7 +93,7 @@ class Simulator:
         if len(str(longest)) > MAX_SOCKET_PATH:
             raise SimulatorError(f"socket paths under {self.directory} are too long for a unix socket: choose a shorter --dir")
         # One listening socket per host, plus room for the clients' connections.
-        raise_file_limit(self.count * 2 + 256)
+        raise_file_limit(self.count + 1024)
         self.directory.mkdir(parents=True, exist_ok=True)
         rec = load()
         version_body = json.dumps(rec.version, separators=(",", ":")).encode() + b"\n"

@@ -148,6 +148,16 @@ class SimHost:
             self._cache[key] = _dumps(network_inspect(self.rec, net, members))
         return self._cache[key]
 
+    def raw_answers(self) -> dict[str, Any]:
+        """The host's answers in the recording's shape (``version``, ``info``, ``networks``,
+        ``containers``), for building a snapshot without HTTP (``collector.parse.build_snapshot``)."""
+        return {
+            "version": self.rec.version,
+            "info": json.loads(self.answer_info()),
+            "networks": [json.loads(self.answer_network(n)) for n in self.networks.values()],
+            "containers": [json.loads(self.answer_container(c)) for c in self.containers.values()],
+        }
+
     # --- events -------------------------------------------------------------------
 
     def _now(self) -> int:
@@ -274,18 +284,21 @@ class SimHost:
                 self.start(c)
             else:
                 c = self.churn_rng.choice(pool)
-                if action == "stop":
-                    if c.running:
-                        self.stop(c)
-                    else:
-                        self.start(c)
+                if action == "stop" and c.running:
+                    self.stop(c)
+                elif action == "stop":
+                    action = "start"
+                    self.start(c)
                 elif action == "republish":
                     taken = {(p.host_port, p.protocol) for o in pool if o is not c for p in o.spec.ports}
                     c = self.recreate(c, churned(c.spec, self.churn_rng, taken))
                 elif action in ("rename", "replace") and "com.docker.compose.project" not in c.spec.label_map:
                     # A standalone container renamed, or removed and run again under a new
                     # name: either way its history starts afresh.
-                    name = f"{c.name.split('.')[0]}.{self.churn_rng.randrange(1000)}"
+                    names = {o.name for o in pool}
+                    name = c.name
+                    while name in names:  # the engine refuses a name in use
+                        name = f"{c.name.split('.')[0]}.{self.churn_rng.randrange(1000)}"
                     if action == "rename":
                         self.rename(c, name)
                     else:

@@ -58,8 +58,26 @@ class Recording:
     def _container_text(self) -> dict[str, str]:
         return {name: json.dumps(data) for name, data in self.containers.items()}
 
+    def part(self, name: str, *path: str) -> Any:
+        """A fresh copy of one part of a recorded inspect answer, e.g. ``("sock", "Mounts")``."""
+        key = (name, *path)
+        if key not in self._parts:
+            value: Any = self.containers[name]
+            for step in path:
+                value = value[step]
+            self._parts[key] = json.dumps(value)
+        return json.loads(self._parts[key])
+
+    @functools.cached_property
+    def _parts(self) -> dict[tuple[str, ...], str]:
+        return {}
+
     def network(self, name: str) -> dict[str, Any]:
-        return json.loads(json.dumps(self.networks[name]))
+        return json.loads(self._network_text[name])
+
+    @functools.cached_property
+    def _network_text(self) -> dict[str, str]:
+        return {name: json.dumps(data) for name, data in self.networks.items()}
 
 
 def normalise(text: str) -> str:
