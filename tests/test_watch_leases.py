@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from posture.models import DockerHost, HostWatch, Watcher
 from posture.models.watch import fair_share
-from posture.watch.events import FILTERS, MAX_EVENT_BYTES, BadEvent, Debounce, Event, parse_event, since_param
-from posture.watch.watcher import BACKOFF_MAX, backoff
+from posture.watch.events import FILTERS, MAX_EVENT_BYTES, BadEvent, Burst, Debounce, Event, parse_event, since_param
+from posture.watch.watcher import BACKOFF_MAX, EventWatcher, backoff
 
 LEASE = timedelta(seconds=40)
 
@@ -195,3 +195,58 @@ def test_the_host_page_says_whether_the_host_is_watched_live(client, admin, host
     assert "the watcher cannot connect</span>: cannot reach" in client.get(f"/hosts/{host.name}/").text
     HostWatch.objects.filter(host=host).update(lease_until=now - LEASE)  # its watcher died
     assert "not watched" in client.get(f"/hosts/{host.name}/").text
+
+
+# --- the watcher's own decisions, on the database -------------------------------------
+
+
+def make_watcher(name: str, max_hosts: int = 2000) -> EventWatcher:
+    return EventWatcher(name, lease=40, quiet=1, max_delay=5, max_hosts=max_hosts)
+
+
+def test_watchers_share_the_hosts_out_and_a_newcomer_gets_its_share(hosts):
+    a, b = make_watcher("a"), make_watcher("b")
+    assert sorted(a._claim()) == [h.pk for h in hosts]  # alone: everything
+    assert b._claim() == {}  # nothing free yet, but b is now counted
+    assert len(a._claim()) == 3  # a gives back above its share of ceil(5 / 2)
+    assert len(b._claim()) == 2
+    assert sorted([*a._claim(), *b._claim()]) == [h.pk for h in hosts]
+
+
+def test_a_watcher_holds_no_more_than_its_limit(hosts):
+    assert len(make_watcher("small", max_hosts=2)._claim()) == 2
+
+
+def test_a_disabled_host_is_let_go(hosts):
+    a = make_watcher("a")
+    a._claim()
+    DockerHost.objects.filter(pk=hosts[0].pk).update(enabled=False)
+    assert hosts[0].pk not in a._claim()
+    assert HostWatch.objects.get(host=hosts[0]).watcher == ""
+
+
+def test_a_burst_waits_while_the_host_is_being_polled(hosts, monkeypatch):
+    sent = []
+    monkeypatch.setattr("posture.watch.watcher.poll_host.apply_async", lambda args, expires: sent.append((args, expires)))
+    a = make_watcher("a")
+    configs = a._claim()
+    busy, free = hosts[0], hosts[1]
+    DockerHost.objects.filter(pk=busy.pk).update(lease_token="a-running-poll", lease_until=timezone.now() + timedelta(seconds=60))
+    burst = Burst(events=3, first_nano=10, last_nano=30)
+    rows = [HostWatch(host_id=h.pk, since_nano=5) for h in (busy, free)]
+    done, waiting = a._flush({h.pk: (configs[h.pk][0], burst) for h in (busy, free)}, rows)
+    assert (done, waiting) == ({free.pk}, {busy.pk})
+    assert sent == [((free.pk,), free.poll_interval)]
+    # Only the sent burst moves where the stream resumes.
+    assert HostWatch.objects.get(host=free).since_nano == 30
+    assert HostWatch.objects.get(host=busy).since_nano == 5
+
+
+def test_state_is_not_written_for_a_host_another_watcher_took(hosts, monkeypatch):
+    monkeypatch.setattr("posture.watch.watcher.poll_host.apply_async", lambda args, expires: None)
+    a = make_watcher("a")
+    a._claim()
+    HostWatch.objects.filter(host=hosts[0]).update(watcher="b", since_nano=99)
+    a._flush({}, [HostWatch(host_id=hosts[0].pk, since_nano=1, error="mine")])
+    row = HostWatch.objects.get(host=hosts[0])
+    assert (row.watcher, row.since_nano, row.error) == ("b", 99, "")
