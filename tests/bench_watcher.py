@@ -75,7 +75,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure(hosts: int, containers: int, churn_per_s: float, seconds: float, idle: float, var: Path) -> dict[str, Any]:
     env = process_env(var, REDIS_URL=os.environ.get("REDIS_URL", ""))
-    log = var / "watch.log"
+    log = settings.VAR_DIR / "bench-watcher.log"  # kept for reading after the run
     results: dict[str, Any] = {"hosts": hosts, "containers_per_host": containers}
     started = time.monotonic()
     with simulated_fleet(hosts=hosts, containers=containers, seed=1) as fleet:
