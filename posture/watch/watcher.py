@@ -301,6 +301,7 @@ class EventWatcher:
         for pk, (config, since) in held.items():
             stream = self.hosts.get(pk)
             if stream is None:
+                self._gone.pop(pk, None)  # a reopened stream writes its own state
                 self.hosts[pk] = HostStream(self, config, since)
             else:
                 stream.config = config
@@ -323,6 +324,8 @@ class EventWatcher:
             HostWatch.objects.release(self.name, held[share:])
         elif len(held) < share:
             HostWatch.objects.claim(self.name, share - len(held), now, until)
+        if share == self.max_hosts and (unwatched := HostWatch.objects.free(now).filter(host__enabled=True).count()):
+            log.warning("watcher %s holds its limit of %d hosts; %d host(s) are not watched: start another watcher", self.name, self.max_hosts, unwatched)
         rows = (
             HostWatch.objects.held_by(self.name).select_related("host").only("since_nano", "host__name", "host__url", "host__insecure", "host__poll_interval")
         )
