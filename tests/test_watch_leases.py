@@ -137,17 +137,20 @@ def test_every_enabled_host_gets_a_row_to_claim(hosts):
 def test_claims_take_free_leases_only(hosts):
     now = timezone.now()
     HostWatch.objects.ensure_rows()
-    assert HostWatch.objects.claim("a", 3, now, now + LEASE) == 3
-    assert HostWatch.objects.claim("b", 5, now, now + LEASE) == 2
+    assert HostWatch.objects.claim("a", 3, now, now + LEASE) == {h.pk: False for h in hosts[:3]}
+    assert len(HostWatch.objects.claim("b", 5, now, now + LEASE)) == 2
     assert held("a") == [h.pk for h in hosts[:3]] and held("b") == [h.pk for h in hosts[3:]]
-    assert HostWatch.objects.claim("c", 5, now, now + LEASE) == 0
+    assert HostWatch.objects.claim("c", 5, now, now + LEASE) == {}
 
 
-def test_an_expired_lease_goes_to_whoever_claims_it(hosts):
+def test_an_expired_lease_goes_to_whoever_claims_it_and_says_so(hosts):
     now = timezone.now()
     HostWatch.objects.ensure_rows()
-    HostWatch.objects.claim("dead", 5, now - 2 * LEASE, now - LEASE)
-    assert HostWatch.objects.claim("alive", 5, now, now + LEASE) == 5
+    HostWatch.objects.claim("dead", 3, now - 2 * LEASE, now - LEASE)  # its lease ran out
+    HostWatch.objects.filter(host=hosts[3]).update(watcher="stopped", lease_until=now + LEASE)
+    HostWatch.objects.release("stopped")  # given back cleanly
+    taken = HostWatch.objects.claim("alive", 5, now, now + LEASE)
+    assert taken == {hosts[0].pk: True, hosts[1].pk: True, hosts[2].pk: True, hosts[3].pk: False, hosts[4].pk: False}
     assert HostWatch.objects.renew("dead", now + LEASE) == 0
 
 
@@ -155,7 +158,7 @@ def test_a_disabled_host_is_not_claimed(hosts):
     now = timezone.now()
     HostWatch.objects.ensure_rows()
     DockerHost.objects.filter(pk=hosts[0].pk).update(enabled=False)
-    assert HostWatch.objects.claim("a", 5, now, now + LEASE) == 4
+    assert len(HostWatch.objects.claim("a", 5, now, now + LEASE)) == 4
 
 
 def test_release_gives_back_only_our_own(hosts):
@@ -213,8 +216,9 @@ def test_watchers_share_the_hosts_out_and_a_newcomer_gets_its_share(hosts):
     assert sorted([*a._claim(), *b._claim()]) == [h.pk for h in hosts]
 
 
-def test_a_watcher_holds_no_more_than_its_limit(hosts):
+def test_a_watcher_holds_no_more_than_its_limit_and_says_what_goes_unwatched(hosts, caplog):
     assert len(make_watcher("small", max_hosts=2)._claim()) == 2
+    assert "3 host(s) are not watched: start another watcher" in caplog.text
 
 
 def test_a_disabled_host_is_let_go(hosts):

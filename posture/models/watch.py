@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.db import models
-from django.db.models import Q, Subquery
+from django.db.models import Q
 from django.utils import timezone
 
 from .hosts import DockerHost
@@ -66,13 +66,21 @@ class HostWatchQuerySet(models.QuerySet):
         """Extend every lease ``watcher`` still holds, in one statement."""
         return self.held_by(watcher).update(lease_until=until)
 
-    def claim(self, watcher: str, count: int, now: datetime, until: datetime) -> int:
+    def claim(self, watcher: str, count: int, now: datetime, until: datetime) -> dict[int, bool]:
         """Take up to ``count`` free leases of enabled hosts. The free condition is
-        repeated in the UPDATE itself, so a row another watcher took first is skipped."""
+        repeated in the UPDATE itself, so a row another watcher took first is skipped.
+
+        Returns the hosts taken, each with whether its last lease had run out rather than
+        been given back: a watcher that dies cannot say what it had not yet seen.
+        """
         if count <= 0:
-            return 0
-        candidates = self.free(now).filter(host__enabled=True).order_by("host_id").values("host_id")[:count]
-        return self.free(now).filter(host_id__in=Subquery(candidates)).update(watcher=watcher, lease_until=until, connected_at=None, error="")
+            return {}
+        candidates = dict(self.free(now).filter(host__enabled=True).order_by("host_id").values_list("host_id", "lease_until")[:count])
+        if not candidates:
+            return {}
+        self.free(now).filter(host_id__in=list(candidates)).update(watcher=watcher, lease_until=until, connected_at=None, error="")
+        taken = self.held_by(watcher).filter(host_id__in=list(candidates), lease_until=until).values_list("host_id", flat=True)
+        return {pk: candidates[pk] is not None for pk in taken}
 
     def release(self, watcher: str, host_ids: Iterable[int] | None = None) -> int:
         """Give leases back so another watcher can take them at once; only our own."""

@@ -123,7 +123,7 @@ def _open_credentials(pk: int) -> tuple[contextlib.ExitStack, EngineTarget]:
 class HostStream:
     """One held host: its event stream, reconnected for as long as the host is held."""
 
-    def __init__(self, watcher: EventWatcher, config: HostConfig, since_nano: int | None) -> None:
+    def __init__(self, watcher: EventWatcher, config: HostConfig, since_nano: int | None, *, taken_over: bool = False) -> None:
         self.watcher = watcher
         self.config = config
         self.seen_nano = since_nano  # resume point for this process's next connection
@@ -132,7 +132,9 @@ class HostStream:
         self.connected_at: datetime | None = None
         self.error = ""
         self.last_event_at: datetime | None = None
-        self.lost = False
+        # A stream lost while open, or a host whose last watcher died: the engine's event
+        # buffer (256 events on Docker) may not reach back far enough, so poll once on connecting.
+        self.resync = " (taken over from a watcher whose lease ran out); polling once" if taken_over else ""
         self._timer: asyncio.TimerHandle | None = None
         self.task = asyncio.create_task(self.run(), name=f"watch-{config.name}")
 
@@ -186,15 +188,16 @@ class HostStream:
         if self.seen_nano is None and engine_time_nano is not None:
             # Watching begins: a later stream replays from here.
             self.seen_nano = self.flushed_nano = engine_time_nano - 1
-        if self.lost:
-            # The engine may have restarted with other settings, which no event reports.
+        if self.resync:
             self._add(Event(type="daemon", action="reconnect", time_nano=0))
-        log.log(logging.INFO if self.lost else logging.DEBUG, "%s: watching events%s", self.config.name, " again" if self.lost else "")
-        self.lost = False
+        log.log(logging.INFO if self.resync else logging.DEBUG, "%s: watching events%s", self.config.name, self.resync)
+        self.resync = ""
         self.watcher.changed(self)
 
     def _lost(self, error: str) -> None:
-        self.lost = self.lost or self.connected_at is not None
+        if self.connected_at is not None:
+            # The engine may have restarted, or come back with other settings, which no event reports.
+            self.resync = " again; polling once"
         self.connected_at, self.error = None, error[:500]
         self.watcher.changed(self)
 
@@ -298,18 +301,18 @@ class EventWatcher:
         before = len(self.hosts)
         # Hosts given back or claimed by another, and hosts whose URL changed (reopened below).
         await self._drop([pk for pk, s in self.hosts.items() if pk not in held or s.config.connection != held[pk][0].connection])
-        for pk, (config, since) in held.items():
+        for pk, (config, since, taken_over) in held.items():
             stream = self.hosts.get(pk)
             if stream is None:
                 self._gone.pop(pk, None)  # a reopened stream writes its own state
-                self.hosts[pk] = HostStream(self, config, since)
+                self.hosts[pk] = HostStream(self, config, since, taken_over=taken_over)
             else:
                 stream.config = config
         if len(self.hosts) != before:
             connected = sum(1 for s in self.hosts.values() if s.connected_at)
             log.info("watcher %s holds %d host(s) (%d connected)", self.name, len(self.hosts), connected)
 
-    def _claim(self) -> dict[int, tuple[HostConfig, int | None]]:
+    def _claim(self) -> dict[int, tuple[HostConfig, int | None, bool]]:
         """One cycle's lease work (database thread): heartbeat, renew, share out, claim."""
         now = timezone.now()
         until = now + self.lease
@@ -322,15 +325,20 @@ class EventWatcher:
         if len(held) > share:
             # Above a fair share (another watcher joined): give back the newest, keep the rest still.
             HostWatch.objects.release(self.name, held[share:])
-        elif len(held) < share:
-            HostWatch.objects.claim(self.name, share - len(held), now, until)
+        taken: dict[int, bool] = {}
+        if len(held) < share:
+            taken = HostWatch.objects.claim(self.name, share - len(held), now, until)
         if share == self.max_hosts and (unwatched := HostWatch.objects.free(now).filter(host__enabled=True).count()):
             log.warning("watcher %s holds its limit of %d hosts; %d host(s) are not watched: start another watcher", self.name, self.max_hosts, unwatched)
         rows = (
             HostWatch.objects.held_by(self.name).select_related("host").only("since_nano", "host__name", "host__url", "host__insecure", "host__poll_interval")
         )
         return {
-            r.host_id: (HostConfig(pk=r.host_id, name=r.host.name, url=r.host.url, insecure=r.host.insecure, interval=r.host.poll_interval), r.since_nano)
+            r.host_id: (
+                HostConfig(pk=r.host_id, name=r.host.name, url=r.host.url, insecure=r.host.insecure, interval=r.host.poll_interval),
+                r.since_nano,
+                taken.get(r.host_id, False),
+            )
             for r in rows
         }
 
