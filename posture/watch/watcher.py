@@ -198,6 +198,8 @@ class HostStream:
         if self.connected_at is not None:
             # The engine may have restarted, or come back with other settings, which no event reports.
             self.resync = " again; polling once"
+        elif self.error == error[:500]:
+            return  # the same failure again: nothing new to record
         self.connected_at, self.error = None, error[:500]
         self.watcher.changed(self)
 
