@@ -219,6 +219,18 @@ if POLL_DEADLINE >= POLL_SOFT_TIME_LIMIT:
         f"POSTURE_POLL_DEADLINE ({POLL_DEADLINE:g}s) must be shorter than POSTURE_POLL_SOFT_LIMIT ({POLL_SOFT_TIME_LIMIT}s): the deadline ends a slow poll cleanly, the time limit is the backstop"
     )
 DISPATCH_EVERY = env_float("POSTURE_DISPATCH_EVERY", 15.0)
+# The watcher (manage.py watch): a host's lease lasts this long and is renewed every
+# quarter of it, so a dead watcher's hosts go to the others within lease + renewal.
+WATCH_LEASE = env_float("POSTURE_WATCH_LEASE", 40.0)
+# One poll per burst of events: enqueued after this much quiet, or at the latest this
+# long after the burst's first event.
+WATCH_QUIET = env_float("POSTURE_WATCH_QUIET", 1.0)
+WATCH_MAX_DELAY = env_float("POSTURE_WATCH_MAX_DELAY", 5.0)
+WATCH_MAX_HOSTS = env_int("POSTURE_WATCH_MAX_HOSTS", 2000)
+if not (5 <= WATCH_LEASE <= 600 and 0 < WATCH_QUIET <= WATCH_MAX_DELAY and WATCH_MAX_HOSTS >= 1):
+    raise ImproperlyConfigured(
+        "POSTURE_WATCH_LEASE must be 5-600 s, POSTURE_WATCH_QUIET above 0 and at most POSTURE_WATCH_MAX_DELAY, POSTURE_WATCH_MAX_HOSTS at least 1"
+    )
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     # Longer than the hard limit plus the longest retry delay: Redis must not hand a

@@ -149,7 +149,7 @@ class TestEngine:
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode:
                 raise EngineUnavailable(f"{' '.join(cmd)}: {result.stderr.strip()}")
-        args = [
+        self._args = [
             "dockerd",
             "--data-root", str(self.root / "data"),
             "--exec-root", str(self.exec_root),
@@ -162,8 +162,14 @@ class TestEngine:
             "--ip-masq=false",
             *self.extra_args,
         ]  # fmt: skip
-        log = open(self.root / "dockerd.log", "wb")  # noqa: SIM115 - lives as long as the daemon
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._launch(timeout)
+        self._ensure_image()
+        return self
+
+    def _launch(self, timeout: float) -> None:
+        """Start dockerd on this engine's roots and wait until it answers."""
+        log = open(self.root / "dockerd.log", "ab")  # noqa: SIM115 - lives as long as the daemon
+        self.proc = subprocess.Popen(self._args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -181,8 +187,15 @@ class TestEngine:
                 self.stop()
                 raise EngineUnavailable(f"dockerd {self.name} did not answer within {timeout}s")
             time.sleep(0.2)
-        self._ensure_image()
-        return self
+
+    def stop_daemon(self) -> None:
+        """The engine goes away (its containers stay on disk): ``start_daemon()`` brings it back."""
+        assert self.proc is not None and not self.external_url
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+    def start_daemon(self, timeout: float = 40) -> None:
+        self._launch(timeout)
 
     def _ensure_image(self) -> None:
         try:

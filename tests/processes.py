@@ -57,6 +57,23 @@ class CeleryProcesses:
         self.procs["beat"] = proc
         return proc
 
+    def start_watcher(self, name: str = "watch", **env: str) -> subprocess.Popen:
+        """``manage.py watch`` named ``name`` in the database too, so tests can find its leases."""
+        log = self.var_dir / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
+        cmd = [sys.executable, "manage.py", "watch", "--name", name]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **env}, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+        self.procs[name] = proc
+        wait_for(lambda: b"started" in log.read_bytes()[offset:] or proc.poll() is not None, timeout=60, what=f"watcher {name} to start")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        return proc
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no clean-up of any kind, as when a machine dies."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
     def children(self, name: str = "w1") -> list[int]:
         """Pool processes of a prefork worker."""
         pid = self.procs[name].pid

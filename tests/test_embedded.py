@@ -1,5 +1,5 @@
 """`make run`'s embedded default, for real: SQLite and the filesystem broker under a var
-directory, with gunicorn, a Celery worker and Celery beat started by `manage.py serve`."""
+directory, with gunicorn, a Celery worker, Celery beat and the watcher started by `manage.py serve`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def test_web_worker_and_beat_run_together_without_any_server(engine, tmp_path):
+def test_web_worker_beat_and_watcher_run_together_without_any_server(engine, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "POSTURE_CREDENTIALS_KEY")}
     env.update(
         POSTURE_VAR_DIR=str(tmp_path / "var"),
@@ -61,6 +61,10 @@ def test_web_worker_and_beat_run_together_without_any_server(engine, tmp_path):
         # Beat dispatches, the worker polls over the filesystem broker, the page shows it.
         wait_for(lambda: "✓ OK" in session.get(f"{base}/", timeout=5).text, timeout=90, interval=1, what="the first scheduled poll on the fleet page")
         assert "local" in session.get(f"{base}/hosts/local/", timeout=5).text
+        # The watcher runs too, holding the local engine's event stream.
+        wait_for(
+            lambda: "watched</span> since" in session.get(f"{base}/hosts/local/", timeout=5).text, timeout=60, interval=1, what="the watcher on the host page"
+        )
     finally:
         serve.send_signal(signal.SIGINT)  # Ctrl-C
         code = serve.wait(timeout=40)

@@ -499,3 +499,17 @@ def probe(target: EngineTarget, *, budget: Budget | None = None, resolver: Resol
     with _engine_errors(str(target.url), budget), open_client(target, budget=budget, resolver=resolver) as (_client, version):
         fields = [_engine_text(version.get(k) or "?", 40) for k in ("Version", "ApiVersion", "Os", "Arch")]
         return "Docker {} (API {}, {}/{})".format(*fields)
+
+
+@contextlib.contextmanager
+def ssh_tunnel(target: EngineTarget, workdir: Path, *, resolver: Resolver = system_resolver) -> Iterator[str]:
+    """The tunnel polls use, for other clients of an ssh engine (the event watcher): the
+    same command, options, pinned host keys and checked address. Only setting it up is
+    bounded (a connection test's budget); the tunnel then lives as long as the caller.
+    Yields ``unix://`` + the local socket."""
+    budget = Budget.for_probe(target.timeout + 2)
+    with contextlib.ExitStack() as stack:
+        with _engine_errors(str(target.url), budget):
+            address = _addresses(target, budget, resolver)[0]
+            url = stack.enter_context(_ssh_tunnel(target, workdir, address, budget))
+        yield url

@@ -8,6 +8,7 @@ from .hosts import DockerHost, PollRun, Snapshot, validate_engine
 from .inventory import ContainerRecord, NetworkRecord, PublishedPort
 from .reports import Frequency, Report, ReportSchedule, ReportStatus
 from .tokens import ApiToken
+from .watch import HostWatch, Watcher
 
 __all__ = [
     "AlertEvent",
@@ -31,6 +32,7 @@ __all__ = [
     "FindingEvent",
     "FindingFilter",
     "FindingStatus",
+    "HostWatch",
     "Frequency",
     "HostStatus",
     "NetworkRecord",
@@ -45,6 +47,7 @@ __all__ = [
     "Severity",
     "Snapshot",
     "SubjectType",
+    "Watcher",
     "severity_rank",
     "validate_engine",
 ]

@@ -21,7 +21,7 @@ from .rendering import HtmxHttpRequest, render_page
 
 
 def get_host(name: str) -> DockerHost:
-    return get_object_or_404(DockerHost.objects.select_related("snapshot"), name=name)
+    return get_object_or_404(DockerHost.objects.select_related("snapshot", "watch"), name=name)
 
 
 def host_context(request: HtmxHttpRequest, host: DockerHost) -> dict[str, object]:
@@ -34,6 +34,7 @@ def host_context(request: HtmxHttpRequest, host: DockerHost) -> dict[str, object
     samples = list(host.risk_samples.order_by("-at").values_list("at", "score")[:200])[::-1]
     return {
         "host": host,
+        "watch": getattr(host, "watch", None),  # None until a watcher has seen the host
         "grouped": [(sev, list(items)) for sev, items in groupby(findings, key=lambda f: f.severity)],
         "open_count": sum(1 for f in findings if f.status == FindingStatus.OPEN),
         "containers": containers,

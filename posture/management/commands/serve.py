@@ -1,4 +1,4 @@
-"""``manage.py serve``: web, worker and scheduler together; Ctrl-C stops all three."""
+"""``manage.py serve``: web, worker, scheduler and event watcher together; Ctrl-C stops them all."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 
 class Command(BaseCommand):
-    help = "Run gunicorn, a Celery worker and Celery beat; stop them all on Ctrl-C or when one exits."
+    help = "Run gunicorn, a Celery worker, Celery beat and the event watcher; stop them all on Ctrl-C or when one exits."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -43,10 +43,11 @@ class Command(BaseCommand):
                 "INFO",
             ],
             "beat": [py, "-m", "celery", "-A", "posture", "beat", "--loglevel", "INFO", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
+            "watch": [py, str(settings.BASE_DIR / "manage.py"), "watch"],
         }
         procs = {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()}
         broker = "Redis" if settings.REDIS_URL else "embedded filesystem broker"
-        self.stdout.write(self.style.SUCCESS(f"Posture on http://{bind}:{port}/ (web, worker, beat; {broker}). Ctrl-C stops all three."))
+        self.stdout.write(self.style.SUCCESS(f"Posture on http://{bind}:{port}/ (web, worker, beat, watcher; {broker}). Ctrl-C stops them all."))
         stopping = False
 
         def stop(*_: object) -> None:
