@@ -25,6 +25,11 @@ def host_path(host: DockerHost) -> str:
     return reverse("host", kwargs={"name": host.name})
 
 
+def host_transition(key: str, event: str, host: DockerHost, title: str, **extra: object) -> Transition:
+    """A host-level transition (down, stale, risk): rules' severity and rule scopes do not apply."""
+    return Transition(key=key, event=event, host_id=host.pk, host_name=host.name, host_labels=dict(host.labels), title=title, path=host_path(host), **extra)
+
+
 def finding_transition(key: str, event: str, finding: Finding, host: DockerHost, **extra: object) -> Transition:
     return Transition(
         key=key,
@@ -48,33 +53,12 @@ def for_poll(run: PollRun) -> list[Transition]:
     events = FindingEvent.objects.filter(poll=run, kind__in=list(FINDING_EVENTS)).select_related("finding").order_by("pk")
     found += [finding_transition(f"finding-event:{e.pk}", FINDING_EVENTS[e.kind], e.finding, host) for e in events]
     if run.status == PollStatus.FAILED and _went_down(run):
-        found.append(
-            Transition(
-                key=f"host-down:{run.pk}",
-                event=AlertEvent.UNREACHABLE,
-                host_id=host.pk,
-                host_name=host.name,
-                host_labels=dict(host.labels),
-                title=f"{host.name} cannot be polled: {run.error}",
-                path=host_path(host),
-            )
-        )
+        found.append(host_transition(f"host-down:{run.pk}", AlertEvent.UNREACHABLE, host, f"{host.name} cannot be polled: {run.error}"))
     rise = _risk_rise(run)
     if rise is not None:
         sample, delta = rise
-        found.append(
-            Transition(
-                key=f"risk:{sample.pk}",
-                event=AlertEvent.RISK,
-                host_id=host.pk,
-                host_name=host.name,
-                host_labels=dict(host.labels),
-                title=f"risk of {host.name} rose by {delta} to {sample.score}",
-                path=host_path(host),
-                risk_delta=delta,
-                detail={"score": sample.score},
-            )
-        )
+        title = f"risk of {host.name} rose by {delta} to {sample.score}"
+        found.append(host_transition(f"risk:{sample.pk}", AlertEvent.RISK, host, title, risk_delta=delta, detail={"score": sample.score}))
     return found
 
 
@@ -107,17 +91,8 @@ def stale(now: datetime) -> list[Transition]:
     found = []
     for host in hosts:
         since = host.last_success_at or host.created_at
-        found.append(
-            Transition(
-                key=f"host-stale:{host.pk}:{since.isoformat()}",
-                event=AlertEvent.UNREACHABLE,
-                host_id=host.pk,
-                host_name=host.name,
-                host_labels=dict(host.labels),
-                title=f"{host.name} is stale: no successful poll since {since:%Y-%m-%d %H:%M} UTC",
-                path=host_path(host),
-            )
-        )
+        title = f"{host.name} is stale: no successful poll since {since:%Y-%m-%d %H:%M} UTC"
+        found.append(host_transition(f"host-stale:{host.pk}:{since.isoformat()}", AlertEvent.UNREACHABLE, host, title))
     return found
 
 
