@@ -36,7 +36,7 @@ def as_record(finding: Finding) -> dict[str, Any]:
         "running": finding.running,
         "status": finding.status,
         "first_seen": _iso(finding.first_seen),
-        "last_seen": _iso(finding.last_seen),
+        "last_seen": _iso(finding.last_seen_at),
     }
 
 

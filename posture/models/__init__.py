@@ -1,8 +1,9 @@
 from .audit import AuditAction, AuditEntry
 from .choices import EventKind, FindingStatus, HostStatus, PollStatus, Severity, SubjectType, severity_rank
 from .findings import Finding, FindingEvent, RiskAcceptance, RiskSample
-from .hosts import DockerHost, PollRun, Snapshot, validate_engine
+from .hosts import DockerHost, Snapshot, validate_engine
 from .inventory import ContainerRecord, NetworkRecord, PublishedPort
+from .polls import PollRun
 from .reports import Frequency, Report, ReportSchedule, ReportStatus
 
 __all__ = [
