@@ -36,12 +36,11 @@ from posture.collector import (
     Budget,
     EngineRedirected,
     EngineTarget,
-    HostSnapshot,
     InvalidEngineURL,
     MalformedAnswer,
     parse_engine_url,
 )
-from posture.collector.engine import EngineError, collect, probe
+from posture.collector.engine import EngineError, Unchanged, collect, probe
 from posture.collector.text import printable, truncate
 from posture.crypto import CredentialKeyError
 from posture.models import DockerHost, HostStatus, PollRun
@@ -130,9 +129,14 @@ def _rules_version() -> str:
 RULES_VERSION = _rules_version()
 
 
-def evaluation_key(snap: HostSnapshot, host: DockerHost) -> str:
-    """What a host's findings follow from: the snapshot, the rule code and the host's name."""
-    return hashlib.sha256(f"{snap.digest()}|{RULES_VERSION}|{host.name}".encode()).hexdigest()
+def evaluation_key(digest: str, host: DockerHost) -> str:
+    """What a host's findings follow from: the snapshot's digest, the rule code and the host's name."""
+    return hashlib.sha256(f"{digest}|{RULES_VERSION}|{host.name}".encode()).hexdigest()
+
+
+def _up_to_date(host: DockerHost) -> bool:
+    """The host's findings were concluded from its stored snapshot by today's rules."""
+    return bool(host.snapshot and host.evaluated) and host.evaluated == evaluation_key(host.snapshot.digest, host)
 
 
 class Heartbeat:
@@ -196,12 +200,14 @@ def poll(host: DockerHost, token: str | None = None, *, due_at: datetime | None 
     with HEARTBEAT.holding(run):
         doing = "reading the engine"
         try:
-            previous = host.snapshot.snapshot() if host.snapshot else None
+            # The stored snapshot is loaded only if the engine's lists changed (to reuse inspects).
+            previous = (lambda: host.snapshot.snapshot()) if host.snapshot else None  # noqa: E731 - loaded lazily
             with credentials(host) as creds:
-                snap = collect(creds.target, previous, budget=poll_budget())
+                since = host.answers_digest if _up_to_date(host) else ""
+                snap = collect(creds.target, previous, budget=poll_budget(), unchanged_since=since)
                 pinned = creds.pinned_host_keys()
-            key = evaluation_key(snap, host)
-            if key == host.evaluated:
+            key = "" if isinstance(snap, Unchanged) else evaluation_key(snap.digest(), host)
+            if isinstance(snap, Unchanged) or key == host.evaluated:
                 doing = "storing the poll"
                 host.record_unchanged(snap, run, pinned_host_keys=pinned)
             else:

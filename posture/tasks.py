@@ -51,7 +51,8 @@ def poll_host(self, host_id: int, due: str | None = None, interrupted: str = "")
     """Poll one host. ``due``: when a scheduled poll was due (the dispatcher's); a poll
     that started since then makes this one redundant. ``interrupted``: why an earlier
     attempt of this task could not finish (recorded on its run)."""
-    host = DockerHost.objects.select_related("snapshot").filter(pk=host_id).first()
+    # The stored snapshot's data is loaded only when the engine's answers changed.
+    host = DockerHost.objects.select_related("snapshot").defer("snapshot__data").filter(pk=host_id).first()
     if host is None:
         return
     due_at = datetime.fromisoformat(due) if due else None

@@ -189,7 +189,7 @@ def poll_once(host: DockerHost) -> PollRun | None:
     """One poll as the task runs it, whatever this checkout's polling API is."""
     from posture import polling
 
-    host = DockerHost.objects.select_related("snapshot").get(pk=host.pk)
+    host = DockerHost.objects.select_related("snapshot").defer("snapshot__data").get(pk=host.pk)
     return polling.poll(host)
 
 

@@ -29,6 +29,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='dockerhost',
+            name='answers_digest',
+            field=models.CharField(blank=True, max_length=64),
+        ),
+        migrations.AddField(
+            model_name='dockerhost',
             name='evaluated',
             field=models.CharField(blank=True, max_length=64),
         ),

@@ -15,7 +15,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models, transaction
 from django.utils import timezone
 
-from posture.collector import HostSnapshot, InvalidEngineURL, parse_engine_url
+from posture.collector import HostSnapshot, InvalidEngineURL, Unchanged, parse_engine_url
 from posture.rules import Evaluation
 
 from .audit import AuditAction, AuditEntry
@@ -104,6 +104,9 @@ class DockerHost(models.Model):
     # digest, rule code, host name); empty when some rule failed. A poll whose key
     # matches changes nothing but the poll record and the host's status.
     evaluated = models.CharField(max_length=64, blank=True)
+    # The hash of the engine's list answers at the last good poll (``HostSnapshot.answers``):
+    # the same answers again are the same snapshot, read without its inspects.
+    answers_digest = models.CharField(max_length=64, blank=True)
 
     objects = HostQuerySet.as_manager()
 
@@ -211,15 +214,19 @@ class DockerHost(models.Model):
             return ["ssh_known_hosts"]
         return []
 
-    def record_unchanged(self, snap: HostSnapshot, run: PollRun, *, pinned_host_keys: str | None = None) -> None:
+    def record_unchanged(self, snap: HostSnapshot | Unchanged, run: PollRun, *, pinned_host_keys: str | None = None) -> None:
         """A good poll that found what the findings were concluded from: the run and the
         host's status only (and an hourly risk sample) — O(1) rows, whatever the host holds.
         Open findings' ``last_seen`` is the host's last good poll (``Finding.last_seen_at``)."""
         now = timezone.now()
-        run.api_calls, run.inspects_reused, run.containers = snap.api_calls, snap.inspects_reused, len(snap.containers)
+        containers = snap.containers if isinstance(snap, Unchanged) else len(snap.containers)
+        run.api_calls, run.inspects_reused, run.containers = snap.api_calls, snap.inspects_reused, containers
         run.snapshot_id, run.findings_open = self.snapshot_id, sum(int(item.get("count", 0)) for item in self.risk_breakdown)
         run.finish(PollStatus.OK, at=now)
         fields = self._succeeded(run) + self._pin(pinned_host_keys)
+        if snap.answers != self.answers_digest:
+            self.answers_digest = snap.answers
+            fields.append("answers_digest")
         if RiskSample.due(self, now):
             RiskSample.repeat(self, run, now)
             fields.append("risk_sampled_at")
@@ -251,9 +258,9 @@ class DockerHost(models.Model):
             run.findings_open = sampled.open_count
             run.rule_errors = dict(evaluation.errors)
             run.finish(PollStatus.OK, at=timezone.now())
-            self.evaluated = "" if evaluation.errors else key
+            self.evaluated, self.answers_digest = ("" if evaluation.errors else key), snap.answers
             fields = self._succeeded(run) + self._pin(pinned_host_keys)
-            fields += ["snapshot", "evaluated", "risk_score", "risk_breakdown", "risk_sampled_at"]
+            fields += ["snapshot", "evaluated", "answers_digest", "risk_score", "risk_breakdown", "risk_sampled_at"]
             self.save(update_fields=fields)
 
     def refresh_risk(self, poll: PollRun | None = None) -> None:
