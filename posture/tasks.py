@@ -13,8 +13,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import polling
-from .models import DockerHost, Finding, PollRun, Report, ReportSchedule
-from .reports.generate import generate
+from .models import DockerHost, Finding, PollRun, Report, ReportSchedule, ReportStatus
+from .reports.generate import ReportNotStored, generate
 
 log = logging.getLogger(__name__)
 # Work that must survive a worker dying mid-task: acknowledged only when done, and put
@@ -104,10 +104,14 @@ def dispatch_reports() -> int:
         if report is not None:
             generate_report.delay_on_commit(report.pk)
             created += 1
+    # A report whose worker died whole stays "rendering" until its lease runs out; then
+    # anyone may render it, so hand it to a worker rather than wait for a re-delivery.
+    for pk in Report.objects.filter(status=ReportStatus.RENDERING, lease_until__lt=now).values_list("pk", flat=True):
+        generate_report.delay(pk)
     return created
 
 
-@shared_task(**LATE_ACK, soft_time_limit=settings.REPORT_SOFT_TIME_LIMIT, time_limit=settings.REPORT_TIME_LIMIT)
+@shared_task(**LATE_ACK, soft_time_limit=settings.REPORT_SOFT_TIME_LIMIT, time_limit=settings.REPORT_TIME_LIMIT, max_retries=8)
 def generate_report(self, report_id: int) -> None:
     report = Report.objects.filter(pk=report_id).select_related("schedule").first()
     if report is None:
@@ -116,3 +120,5 @@ def generate_report(self, report_id: int) -> None:
         generate(report, token=self.request.id or "")
     except SoftTimeLimitExceeded:
         report.fail(f"rendering took longer than {settings.REPORT_SOFT_TIME_LIMIT}s")
+    except ReportNotStored:
+        _retry(self, countdown=min(settings.REPORT_RETRY_BASE * 2**self.request.retries, 3600))
