@@ -25,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from posture.models.querysets import FAILING_QUEUE
 
 PR_SET_PDEATHSIG = 1
-RESTART_MIN, RESTART_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
+RESTART_MIN, RESTART_MAX, HEALTHY_AFTER = 1.0, 30.0, 10.0
 
 
 def _die_with_parent() -> None:
