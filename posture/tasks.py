@@ -74,8 +74,9 @@ def poll_host(self, host_id: int, due: str | None = None, interrupted: str = "")
         _retry(self, countdown=settings.POLL_LEASE_SECONDS, due=due or timezone.now().isoformat())
         return
     log.info("poll of %s: %s %s", host.name, run.status, run.error)
-    # A good or failed poll ends here; the next one is the dispatcher's (a failing host's
-    # back-off is its next_poll_at).
+    # The poll has finished (good or failed, recorded): what follows one — alerts — is
+    # enqueued here. The next poll is the dispatcher's (a failing host's back-off is its
+    # next_poll_at).
 
 
 def _retry(task: Any, *, countdown: float, **kwargs: Any) -> None:

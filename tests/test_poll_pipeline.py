@@ -82,7 +82,7 @@ def offsets_of(fleet: list[DockerHost], now) -> list[float]:
 def test_a_new_host_is_polled_at_once_then_keeps_its_slot():
     now = timezone.now()
     nxt, poll_now = next_due(7, None, 60, now)
-    assert poll_now and now < nxt <= now + timedelta(seconds=60)
+    assert poll_now and now + timedelta(seconds=60) < nxt <= now + timedelta(seconds=120)
     assert next_due(7, nxt, 60, nxt + timedelta(seconds=2)) == (nxt + timedelta(seconds=60), True)
 
 
@@ -222,3 +222,14 @@ def test_the_heartbeat_renews_a_long_poll_and_forgets_it_when_it_ends(settings):
     renewed = slow.renewed
     time.sleep(0.3)
     assert quick.renewed == 0 and renewed >= 1 and slow.renewed == renewed
+
+
+def test_the_host_page_says_when_a_failing_host_is_tried_next(client, viewer):
+    (host,) = hosts(1, poll_interval=60)
+    run = PollRun.begin(host, "t")
+    host.record_failure(run, "the engine did not answer within the 60 s poll deadline", status=HostStatus.UNREACHABLE, transient=True)
+    host.record_failure(PollRun.begin(host, "u"), "the engine did not answer within the 60 s poll deadline", status=HostStatus.UNREACHABLE, transient=True)
+    client.force_login(viewer)
+    page = client.get(f"/hosts/{host.name}/").content.decode()
+    assert "2 failed polls in a row; next try at" in page
+    assert DockerHost.objects.get(pk=host.pk).next_try_at.strftime("%H:%M:%S") in page

@@ -19,7 +19,7 @@ POLLS_QUEUE, FAILING_QUEUE = "celery", "polls-failing"
 
 
 def phase_slot(pk: int, interval: int, now: datetime) -> datetime:
-    """The first of the host's own slots after ``now``: every host has a fixed phase within
+    """The first of the host's own slots after ``now`` (within one interval): every host has a fixed phase within
     its interval, so hosts that are all due at once (a restart, a bulk registration) are
     spread evenly over the next interval rather than polled together."""
     phase = (pk * _GOLDEN % 1.0) * interval
@@ -31,13 +31,14 @@ def next_due(pk: int, due: datetime | None, interval: int, now: datetime) -> tup
     """``(next due time, poll now?)`` for a host found due at ``now``.
 
     On time (due less than an interval ago): poll now, next due = due + interval, so an
-    interval never drifts by dispatch delay. Never polled: poll now, then keep its slot.
+    interval never drifts by dispatch delay. Never polled: poll now, then its slot at
+    least an interval later.
     More than an interval late (the scheduler was down): no burst — the host is polled
     at its slot, within one interval.
     """
     step = timedelta(seconds=interval)
     if due is None:
-        return phase_slot(pk, interval, now), True
+        return phase_slot(pk, interval, now + step), True
     if due + step > now:
         return due + step, True
     return phase_slot(pk, interval, now), False
