@@ -138,10 +138,22 @@ def all_polled_again(pipe: Pipeline, after: float) -> bool:
     return False
 
 
+MEASURED = Path(__file__).resolve().parent.parent / "test-artifacts" / "chaos.txt"
+
+
+def measured(line: str) -> None:
+    """Measured values, for docs/benchmarks.md and docs/architecture.md (not asserted beyond the bounds)."""
+    MEASURED.parent.mkdir(exist_ok=True)
+    with MEASURED.open("a") as out:
+        out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {'full' if FULL else 'short'}: {line}\n")
+
+
 def recovered_within_bound(pipe: Pipeline, fault_ended: float, what: str) -> float:
     """Wait for a good poll of every good host after ``fault_ended``; the bound is the wait's limit."""
     wait_for(lambda: all_polled_again(pipe, fault_ended), timeout=BOUND, interval=0.5, what=f"every good host polled again after {what}")
-    return time.time() - fault_ended
+    took = max(last_ok(pipe, h, fault_ended) or 0 for h in GOOD) - fault_ended
+    measured(f"{what}: every good host polled again {took:.1f} s later (bound {BOUND} s)")
+    return took
 
 
 def check_invariants(pipe: Pipeline) -> None:
@@ -190,6 +202,7 @@ def test_bad_engines_do_not_take_the_good_hosts_interval(pipeline):
         ]
         edges = [started, *times, time.time()]
         gap = max(b - a for a, b in zip(edges, edges[1:], strict=False))
+        measured(f"bad engines present, {WINDOW} s: {host}'s largest gap between good polls {gap:.1f} s (bound {2 * INTERVAL} s)")
         assert gap <= 2 * INTERVAL, f"{host}: largest gap {gap:.1f}s with the bad engines present"
     errors = dict(pipeline.postgres.sql("SELECT name, last_error FROM posture_dockerhost WHERE name LIKE 'bad-%%'"))
     assert "not the Docker API" in errors["bad-garbage"]
@@ -229,7 +242,7 @@ def test_worker_killed_mid_poll_recovers_within_the_bound_and_loses_nothing(pipe
         else:
             pipeline.kill_group("worker")  # the whole worker: serve restarts it
         killed = time.time()
-        recovered_within_bound(pipeline, killed, f"worker kill {kill + 1}")
+        recovered_within_bound(pipeline, killed, f"worker SIGKILL {kill + 1} ({'its pool' if kill % 2 else 'the whole worker'}, mid-poll)")
         time.sleep(rng.uniform(0, 3))
     wait_for(lambda: pipeline.child("worker"), timeout=30, what="serve to have restarted the worker")
     check_invariants(pipeline)
@@ -245,6 +258,7 @@ def test_redis_down_for_20s_the_worker_survives_or_is_restarted(pipeline):
     assert pipeline.child("worker") is not None and pipeline.child("beat") is not None
     log = pipeline.log_bytes().decode(errors="replace")
     restarted = pipeline.child("worker") != worker_before
+    measured(f"Redis down 20 s: the worker {'was restarted by serve' if restarted else 'stayed up'}")
     assert not restarted or "worker exited" in log  # alive, or restarted by serve (and said so)
     check_invariants(pipeline)
 
