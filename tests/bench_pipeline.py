@@ -478,35 +478,8 @@ def bench_database() -> Iterator[None]:
 # with other work: 20 queries, 263 rows and 157 KiB of WAL per unchanged poll, 72 ms of
 # CPU (polling thread + PostgreSQL backend); the engine floor was 5.8 ms.
 BEFORE = {"floor_ms": 5.76, "unchanged": {"wall_ms": 151.77, "cpu_ms": 72.21, "queries": 20, "rows": 263, "wal_bytes": 157368}}
-BEFORE_PROFILE = """   ncalls  tottime  percall  cumtime  percall filename:lineno(function)
-      300    0.071    0.000  110.455    0.368 tests/bench_pipeline.py:189(poll_once)
-      300    0.100    0.000  108.063    0.360 posture/polling.py:102(poll)
-      300    0.136    0.000   68.113    0.227 posture/models/hosts.py:180(apply_snapshot)
-      300    0.058    0.000   30.402    0.101 posture/models/inventory.py:16(replace_for)
-6600/6000    0.083    0.000   26.222    0.004 django/db/models/manager.py:85(manager_method)
-     1500    0.185    0.000   21.529    0.014 django/db/models/query.py:747(bulk_create)
-      300    0.020    0.000   17.096    0.057 posture/collector/snapshot.py:325(digest)
-     1500    0.081    0.000   16.753    0.011 django/db/models/query.py:1848(_insert)
-     1500    0.084    0.000   16.568    0.011 django/db/models/sql/compiler.py:1871(execute_sql)
-      300    0.002    0.000   16.374    0.055 posture/collector/snapshot.py:311(to_dict)
-804180/300    3.657    0.000   16.372    0.055 posture/collector/snapshot.py:334(_encode)
-52950/300    1.420    0.000   16.355    0.055 posture/collector/snapshot.py:336(<dictcomp>)
-186780/2100    0.307    0.000   16.174    0.008 posture/collector/snapshot.py:340(<listcomp>)
-      900    0.034    0.000   15.617    0.017 django/db/models/query.py:1878(_batched_insert)
-      300    0.003    0.000   15.042    0.050 posture/models/hosts.py:224(snapshot)
-      300    0.002    0.000   15.039    0.050 posture/collector/snapshot.py:317(from_dict)
-677760/300    3.678    0.000   15.037    0.050 posture/collector/snapshot.py:349(_decode)
-52950/300    1.018    0.000   15.003    0.050 posture/collector/snapshot.py:367(<dictcomp>)
-271980/22320    0.405    0.000   14.794    0.001 posture/collector/snapshot.py:358(<genexpr>)
-      300    0.652    0.002   13.428    0.045 posture/models/findings.py:55(reconcile)
-     1500    0.121    0.000   13.121    0.009 django/db/models/query.py:1952(_fetch_all)
-    63360    0.313    0.000   12.996    0.000 django/db/models/query.py:87(__iter__)
-7709070/7694370    8.142    0.000   12.552    0.000 {built-in method builtins.isinstance}
-      300    0.132    0.000   11.973    0.040 posture/collector/engine.py:473(collect)
-     3900    0.124    0.000   11.010    0.003 django/db/models/sql/compiler.py:1593(execute_sql)
-     1500    0.094    0.000   10.508    0.007 django/db/models/sql/compiler.py:1791(as_sql)
-      300    0.109    0.000    9.089    0.030 posture/collector/engine.py:422(_read)
-      300    0.038    0.000    8.819    0.029 posture/rules/catalog.py:65(evaluate_all)"""
+# cProfile (CPU time of the polling thread, 300 unchanged polls) of that run.
+BEFORE_PROFILE = (ROOT / "tests" / "fixtures" / "bench" / "pipeline-before-profile.txt").read_text().rstrip()
 
 
 def section(single: dict[str, Any], throughput: dict[str, Any], fleet: dict[str, Any], started: str) -> str:

@@ -309,3 +309,23 @@ def test_the_final_state_equals_a_fresh_poll(pipeline, engine_session):
     }
     assert stored == expected
     check_invariants(pipeline)
+
+
+def test_serve_killed_leaves_no_child_behind(pipeline):
+    """Last: ``serve`` SIGKILLed cannot stop its children itself; the kernel tells them to
+    (PR_SET_PDEATHSIG), so no orphaned beat goes on dispatching."""
+    children = pipeline.children()
+    pools = {name: pipeline.pool(name) for name in ("worker", "worker-failing")}
+    assert {"web", "worker", "worker-failing", "beat"} <= set(children)
+    os.kill(pipeline.serve.pid, 9)
+    pipeline.serve.wait()
+    everything = [*children.values(), *(p for pool in pools.values() for p in pool)]
+    wait_for(lambda: not [p for p in everything if alive(p)], timeout=60, what="every process serve started to stop")
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

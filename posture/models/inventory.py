@@ -106,59 +106,6 @@ class ContainerManager(models.Manager):
                 stale.append(record)
         NetworkRecord.objects.bulk_update(stale, NETWORK_FIELDS, batch_size=500)
 
-    def replace_for(self, host: DockerHost, snap: HostSnapshot) -> None:
-        """Current state only: the rows mirror the latest snapshot (history is in findings
-        and stored snapshots)."""
-        self.filter(host=host).delete()
-        NetworkRecord.objects.filter(host=host).delete()
-        containers = self.bulk_create(
-            ContainerRecord(
-                host=host,
-                container_id=c.id,
-                subject_key=c.subject_key,
-                name=c.name,
-                image=c.image,
-                state=c.state,
-                running=c.running,
-                network_mode=c.network_mode,
-                networks=[a.network for a in c.attachments],
-                cap_add=list(c.cap_add),
-                privileged=c.privileged,
-                compose_project=c.compose_project,
-                compose_service=c.compose_service,
-            )
-            for c in snap.containers
-        )
-        ports = [
-            PublishedPort(
-                container=record,
-                host=host,
-                host_ip=b.host_ip,
-                host_port=b.host_port,
-                container_port=b.container_port,
-                protocol=b.protocol,
-                all_interfaces=b.all_interfaces,
-            )
-            for record, c in zip(containers, snap.containers, strict=True)
-            for b in c.port_bindings
-        ]
-        PublishedPort.objects.bulk_create(ports)
-        NetworkRecord.objects.bulk_create(
-            NetworkRecord(
-                host=host,
-                network_id=n.id,
-                name=n.name,
-                driver=n.driver,
-                scope=n.scope,
-                internal=n.internal,
-                enable_ipv6=n.enable_ipv6,
-                icc=n.icc_enabled,
-                subnets=list(n.subnets),
-                container_count=len(n.containers),
-            )
-            for n in snap.networks
-        )
-
 
 def _port_kwargs(port: tuple[Any, ...]) -> dict[str, Any]:
     host_ip, host_port, container_port, protocol, all_interfaces = port
