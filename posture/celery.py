@@ -65,7 +65,11 @@ app.autodiscover_tasks(["posture"])
 
 @signals.task_prerun.connect
 @signals.task_postrun.connect
-def _database_hygiene(**kwargs: object) -> None:
+def _database_hygiene(task: Any = None, **kwargs: object) -> None:
+    # Not for a task run in the caller's process (``apply``, eager mode): the caller
+    # owns that connection, perhaps mid-transaction.
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
     from django.db import close_old_connections
 
     close_old_connections()
