@@ -233,3 +233,16 @@ def test_the_host_page_says_when_a_failing_host_is_tried_next(client, viewer):
     page = client.get(f"/hosts/{host.name}/").content.decode()
     assert "2 failed polls in a row; next try at" in page
     assert DockerHost.objects.get(pk=host.pk).next_try_at.strftime("%H:%M:%S") in page
+
+
+def test_a_host_read_another_way_is_read_in_full_whatever_the_engine_answers(fleet):
+    host = DockerHost.objects.create(name="sim", url=fleet.urls[0])
+    poll_host.apply(args=(host.pk,))
+    first = DockerHost.objects.get(pk=host.pk).answers_digest
+    # The same engine, the same answers, read another way: the fingerprint covers how the
+    # host is read, so the poll reads the snapshot (its digest says what changed).
+    DockerHost.objects.filter(pk=host.pk).update(host_listeners=True)
+    poll_host.apply(args=(host.pk,))
+    run = PollRun.objects.filter(host=host).first()
+    assert run.status == PollStatus.OK and run.api_calls > 4
+    assert DockerHost.objects.get(pk=host.pk).answers_digest != first

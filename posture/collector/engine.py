@@ -16,6 +16,7 @@ that turns library exceptions into them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import logging
@@ -429,6 +430,7 @@ def _read(
     workers: int,
     budget: Budget,
     unchanged_since: str,
+    host_listeners: bool = False,
 ) -> HostSnapshot | Unchanged:
     call = _Counter(budget)
 
@@ -443,7 +445,9 @@ def _read(
     listed_containers = call(client.containers, all=True)
     if not isinstance(listed_networks, list) or not isinstance(listed_containers, list):
         raise MalformedAnswer(f"{NOT_DOCKER}: the engine's network or container list is not a list")
-    fingerprint = client.posture_route.answers.hexdigest()
+    # How we connected is part of the snapshot too (a host switched to TLS, or to reading
+    # its listeners, is not the same snapshot however the engine answers).
+    fingerprint = hashlib.sha256(f"{client.posture_route.answers.hexdigest()}|{connection!r}|{host_listeners}".encode()).hexdigest()
     if unchanged_since and fingerprint == unchanged_since:
         return Unchanged(answers=fingerprint, api_calls=call.calls, containers=len(listed_containers))
     network_ids = [_listed_id(n, "network") for n in listed_networks]
@@ -510,7 +514,7 @@ def collect(
     connection = Connection(scheme=url.scheme, address=str(url), tls=target.uses_tls, client_cert=bool(target.tls_cert))
     since = "" if target.host_listeners else unchanged_since
     with _engine_errors(str(url), budget), open_client(target, budget=budget, resolver=resolver) as (client, version):
-        read = _read(client, version, previous, connection, workers, budget, since)
+        read = _read(client, version, previous, connection, workers, budget, since, target.host_listeners)
         # The host around the engine, when opted in; never raises.
         return read if isinstance(read, Unchanged) else hostio.observe(target, read)
 
