@@ -12,7 +12,7 @@ export POSTURE_TEST_SLOT
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/posture$(if $(filter-out 0,$(POSTURE_TEST_SLOT)),_$(POSTURE_TEST_SLOT))
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/$(shell echo $$((15 - $(POSTURE_TEST_SLOT))))
 
-.PHONY: run run-deps test test-fast install install-dev system-deps services lint format bench docs clean
+.PHONY: run run-deps test test-fast chaos install install-dev system-deps services lint format bench docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -59,6 +59,13 @@ run: install run-deps
 test: install-dev system-deps run-deps services
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) POSTURE_VAR_DIR=$(CURDIR)/var/test \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The chaos suite in full (make test runs its short form): a real worker and beat under
+# `manage.py serve`, on a PostgreSQL and a Redis it starts on free ports and kills;
+# 20 worker kills, Redis and PostgreSQL down 20 s, bad engines, churn (tests/test_chaos.py).
+chaos: install-dev system-deps run-deps services
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) POSTURE_VAR_DIR=$(CURDIR)/var/test POSTURE_CHAOS=full \
+	  $(BIN)/python -m pytest tests/test_chaos.py $(PYTEST_ARGS)
 
 # The fast layer: every test that needs no Docker engine, PostgreSQL, Redis, Celery
 # worker, sshd or Chromium, on SQLite. tests/conftest.py marks the others `real` from

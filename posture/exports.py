@@ -20,6 +20,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from .models import DockerHost, RiskException, Severity
+from .models.findings import last_seen_at
 from .rules import RULES
 
 JSON_KEYS = ("host", "rule", "cis", "severity", "subject_type", "subject", "title", "evidence", "remediation", "running", "status", "first_seen", "last_seen")
@@ -27,6 +28,7 @@ CHUNK = 2000
 # Read as columns, not model instances: the export does not need the rest of the row.
 _COLUMNS = (
     "host__name",
+    "host__last_success_at",
     "rule_id",
     "cis",
     "severity",
@@ -64,7 +66,7 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
         "running": row["running"],
         "status": row["status"],
         "first_seen": _iso(row["first_seen"]),
-        "last_seen": _iso(row["last_seen"]),
+        "last_seen": _iso(last_seen_at(row["status"], row["last_seen"], row["host__last_success_at"])),
     }
 
 

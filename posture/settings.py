@@ -149,6 +149,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Web, worker and beat share the file: wait for locks rather than fail.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+else:
+    # A kept connection is checked before its first use in a task or request: after a
+    # database restart the worker reconnects instead of failing one task per process.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -204,8 +208,16 @@ if POSTURE_BEHIND_PROXY:
 REDIS_URL = os.environ.get("REDIS_URL", "")
 POLL_SOFT_TIME_LIMIT = env_int("POSTURE_POLL_SOFT_LIMIT", 120)
 POLL_TIME_LIMIT = env_int("POSTURE_POLL_HARD_LIMIT", 150)
-POLL_MAX_RETRIES = 3
-POLL_RETRY_BACKOFF_MAX = 300
+# A poll's lease on its host, renewed every third of it while the poll runs: a dead
+# worker's host is free again within this many seconds.
+POLL_LEASE_SECONDS = env_int("POSTURE_POLL_LEASE", 15)
+# A failing host is tried again after POLL_RETRY_BASE seconds (transient failures; the
+# interval for permanent ones), doubling with each failure in a row up to the cap (or
+# the interval, if longer).
+POLL_RETRY_BASE = env_int("POSTURE_POLL_RETRY_BASE", 15)
+POLL_BACKOFF_MAX = env_int("POSTURE_POLL_BACKOFF_MAX", 600)
+# Task-level retries: a poll waiting for another poll's lease, or for the database.
+POLL_MAX_RETRIES = 5
 DEFAULT_POLL_INTERVAL = env_int("POSTURE_DEFAULT_INTERVAL", 300)
 ENGINE_TIMEOUT = env_float("POSTURE_ENGINE_TIMEOUT", 10.0)
 # One overall deadline per poll (every engine call respects it) and per "Test connection"
@@ -218,7 +230,8 @@ if POLL_DEADLINE >= POLL_SOFT_TIME_LIMIT:
     raise ImproperlyConfigured(
         f"POSTURE_POLL_DEADLINE ({POLL_DEADLINE:g}s) must be shorter than POSTURE_POLL_SOFT_LIMIT ({POLL_SOFT_TIME_LIMIT}s): the deadline ends a slow poll cleanly, the time limit is the backstop"
     )
-DISPATCH_EVERY = env_float("POSTURE_DISPATCH_EVERY", 15.0)
+DISPATCH_EVERY = env_float("POSTURE_DISPATCH_EVERY", 1.0)
+DISPATCH_BATCH = env_int("POSTURE_DISPATCH_BATCH", 500)
 # The watcher (manage.py watch): a host's lease lasts this long and is renewed every
 # quarter of it, so a dead watcher's hosts go to the others within lease + renewal.
 WATCH_LEASE = env_float("POSTURE_WATCH_LEASE", 40.0)
@@ -233,9 +246,18 @@ if not (5 <= WATCH_LEASE <= 600 and 0 < WATCH_QUIET <= WATCH_MAX_DELAY and WATCH
     )
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    # Longer than the hard limit plus the longest retry delay: Redis must not hand a
-    # still-running poll to a second worker.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": POLL_TIME_LIMIT + POLL_RETRY_BACKOFF_MAX + 3600}
+    # Longer than the longest task (a report) plus a retry's delay: Redis must not hand
+    # a still-running task to a second worker. Only a worker that died whole leaves its
+    # messages to this timeout; its hosts' leases run out in seconds and the dispatcher
+    # polls them when next due, so the late re-delivery finds itself redundant.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": max(POLL_TIME_LIMIT, env_int("POSTURE_REPORT_HARD_LIMIT", 660)) + 120,
+        # Sockets that notice a dead Redis, so the worker reconnects instead of waiting.
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 10,
+    }
 else:
     # The embedded default: a broker in files under var/, no server to run.
     _broker = VAR_DIR / "broker"
@@ -257,8 +279,13 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-# Notifications have a queue of their own: a slow or failing webhook never holds up a poll.
+# Polls of hosts in good standing and everything else on "celery"; the dispatcher sends
+# polls of failing hosts to "polls-failing", served by workers of their own. Notifications
+# have a queue of their own: a slow or failing webhook never holds up a poll.
 CELERY_TASK_ROUTES = {"posture.tasks.generate_report": {"queue": "reports"}, "posture.tasks.send_notification": {"queue": "notify"}}
+# Database connections are kept across tasks (Celery's Django fix-up would otherwise close
+# them around every task); posture/celery.py closes unusable or too old ones instead.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -276,6 +303,8 @@ EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))  # fo
 REPORTS_DIR = Path(os.environ.get("POSTURE_REPORTS_DIR", VAR_DIR / "reports"))
 REPORT_SOFT_TIME_LIMIT = env_int("POSTURE_REPORT_SOFT_LIMIT", 600)
 REPORT_TIME_LIMIT = env_int("POSTURE_REPORT_HARD_LIMIT", 660)
+# A report that could not be stored is tried again after this many seconds, doubling (8 tries).
+REPORT_RETRY_BASE = env_int("POSTURE_REPORT_RETRY_BASE", 60)
 # A worker child that grew past this (KiB) after a task is replaced: WeasyPrint on a
 # large fleet is the memory-hungry part.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("POSTURE_WORKER_MAX_MEMORY_KB", 1024 * 1024)

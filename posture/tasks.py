@@ -4,6 +4,8 @@ calls one model method or service and logs. All are idempotent, so late acks are
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -12,9 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import polling
-from .models import Channel, DockerHost, Finding, Notification, PollRun, Report, ReportSchedule, Transition
+from .models import Channel, DockerHost, Finding, Notification, PollRun, Report, ReportSchedule, ReportStatus, Transition
 from .notify import messages, send, transitions
-from .reports.generate import generate
+from .reports.generate import ReportNotStored, generate
 
 log = logging.getLogger(__name__)
 # Work that must survive a worker dying mid-task: acknowledged only when done, and put
@@ -24,42 +26,68 @@ LATE_ACK = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "ign
 
 @shared_task(ignore_result=True, soft_time_limit=30, time_limit=60)
 def dispatch_polls() -> int:
-    """Enqueue one ``poll_host`` per due host; a duplicate dispatch claims nothing."""
+    """Mark polls whose worker died as lost, then enqueue one ``poll_host`` per due host,
+    claimed in batches (one statement each): a second dispatcher claims nothing twice."""
     now = timezone.now()
+    lost = PollRun.objects.sweep(now)
+    if lost:
+        log.warning("%d poll(s) lost with their worker", lost)
     dispatched = 0
-    for host in DockerHost.objects.due_for_poll(now).only("pk", "name", "next_poll_at", "poll_interval"):
-        if host.claim_dispatch(now):
-            # An outage must not leave a backlog: a poll not started within one
-            # interval is dropped, the next dispatch makes a fresh one.
-            poll_host.apply_async((host.pk,), expires=host.poll_interval)
-            dispatched += 1
+    while claims := DockerHost.objects.claim_due(now, limit=settings.DISPATCH_BATCH):
+        with poll_host.app.producer_or_acquire() as producer:
+            for claim in claims:
+                if claim.poll_now:
+                    # No ``expires``: a late poll of a free host still runs; one made redundant
+                    # by a poll since its due time returns at once (``poll_host``).
+                    poll_host.apply_async((claim.host_id,), {"due": claim.due.isoformat()}, queue=claim.queue, producer=producer)
+                    dispatched += 1
+        if len(claims) < settings.DISPATCH_BATCH:
+            break
     if dispatched:
         log.info("dispatched %d poll(s)", dispatched)
     return dispatched
 
 
 @shared_task(**LATE_ACK, soft_time_limit=settings.POLL_SOFT_TIME_LIMIT, time_limit=settings.POLL_TIME_LIMIT, max_retries=settings.POLL_MAX_RETRIES)
-def poll_host(self, host_id: int) -> None:
-    host = DockerHost.objects.select_related("snapshot").filter(pk=host_id).first()
+def poll_host(self, host_id: int, due: str | None = None, interrupted: str = "") -> None:
+    """Poll one host. ``due``: when a scheduled poll was due (the dispatcher's); a poll
+    that started since then makes this one redundant. ``interrupted``: why an earlier
+    attempt of this task could not finish (recorded on its run)."""
+    # The stored snapshot's data is loaded only when the engine's answers changed.
+    host = DockerHost.objects.select_related("snapshot").defer("snapshot__data").filter(pk=host_id).first()
     if host is None:
         return
-    token = self.request.id or ""
+    due_at = datetime.fromisoformat(due) if due else None
+    if due_at is not None and host.polled_since(due_at):
+        log.info("poll of %s due at %s skipped: polled since", host.name, due)
+        return
     try:
-        run = polling.poll(host, token=token)
-    except SoftTimeLimitExceeded:
-        timed_out = polling.record_timeout(host, token, settings.POLL_SOFT_TIME_LIMIT)
-        if timed_out is not None:
-            notify_poll.delay_on_commit(timed_out.pk)
+        run = polling.poll(host, token=self.request.id or "", due_at=due_at, interrupted=interrupted)
+    except polling.DATABASE_UNAVAILABLE as exc:
+        # Recorded on this poll's run by the retry, once the database answers again.
+        cause = f"the database went away during the poll ({type(exc).__name__}: {str(exc).strip()[:300]}); retried"
+        log.warning("poll of %s: %s", host.name, cause)
+        _retry(self, countdown=min(5 * 2**self.request.retries, 60), due=due, interrupted=cause)
         return
     if run is None:
-        log.info("poll of %s skipped: another poll holds the lock", host.name)
+        # Another poll of this host runs: try again when its lease could have run out;
+        # then this one runs, or returns at once if that poll made it redundant.
+        log.info("poll of %s waits: another poll holds the lease", host.name)
+        _retry(self, countdown=settings.POLL_LEASE_SECONDS, due=due or timezone.now().isoformat())
         return
     # Alerts are derived once the poll's writes are committed, by a task of their own.
     notify_poll.delay_on_commit(run.pk)
     log.info("poll of %s: %s %s", host.name, run.status, run.error)
-    if run.retryable and self.request.retries < self.max_retries:
-        countdown = min(15 * 2**self.request.retries, settings.POLL_RETRY_BACKOFF_MAX)
-        raise self.retry(countdown=countdown)
+    # The poll has finished (good or failed, recorded): what follows one — alerts — is
+    # enqueued here. The next poll is the dispatcher's (a failing host's back-off is its
+    # next_poll_at).
+
+
+def _retry(task: Any, *, countdown: float, **kwargs: Any) -> None:
+    if task.request.retries >= task.max_retries:
+        log.warning("%s gave up after %d retries; the dispatcher polls the host when it is next due", task.name, task.request.retries)
+        return
+    raise task.retry(countdown=countdown, kwargs={**task.request.kwargs, **kwargs})
 
 
 @shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
@@ -81,10 +109,14 @@ def dispatch_reports() -> int:
         if report is not None:
             generate_report.delay_on_commit(report.pk)
             created += 1
+    # A report whose worker died whole stays "rendering" until its lease runs out; then
+    # anyone may render it, so hand it to a worker rather than wait for a re-delivery.
+    for pk in Report.objects.filter(status=ReportStatus.RENDERING, lease_until__lt=now).values_list("pk", flat=True):
+        generate_report.delay(pk)
     return created
 
 
-@shared_task(**LATE_ACK, soft_time_limit=settings.REPORT_SOFT_TIME_LIMIT, time_limit=settings.REPORT_TIME_LIMIT)
+@shared_task(**LATE_ACK, soft_time_limit=settings.REPORT_SOFT_TIME_LIMIT, time_limit=settings.REPORT_TIME_LIMIT, max_retries=8)
 def generate_report(self, report_id: int) -> None:
     report = Report.objects.filter(pk=report_id).select_related("schedule").first()
     if report is None:
@@ -93,6 +125,8 @@ def generate_report(self, report_id: int) -> None:
         generate(report, token=self.request.id or "")
     except SoftTimeLimitExceeded:
         report.fail(f"rendering took longer than {settings.REPORT_SOFT_TIME_LIMIT}s")
+    except ReportNotStored:
+        _retry(self, countdown=min(settings.REPORT_RETRY_BASE * 2**self.request.retries, 3600))
 
 
 # --- alerts -------------------------------------------------------------------------

@@ -202,7 +202,13 @@ def celery_worker(transactional_db: None, redis_url: str) -> Iterator[object]:
 
     app.control.purge()
     with start_worker(
-        app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING", queues=["celery", "reports", "notify"]
+        app,
+        pool="solo",
+        concurrency=1,
+        perform_ping_check=False,
+        shutdown_timeout=30,
+        loglevel="WARNING",
+        queues=["celery", "reports", "notify", "polls-failing"],
     ) as worker:
         yield worker
 

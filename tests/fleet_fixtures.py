@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from posture.models import DockerHost, Finding, PollRun
+from posture.models import DockerHost, Finding, PollRun, PollStatus
 from posture.rules import BY_ID, Evaluation, FindingSpec, SubjectType
 
 
@@ -35,9 +35,10 @@ def spec(rule_id: str, subject: str, *, image: str = "", project: str = "", key:
 def poll_with(host: DockerHost, *specs: FindingSpec, now: datetime | None = None) -> PollRun:
     """One poll that concluded ``specs`` about ``host``: reconciled and scored."""
     now = now or timezone.now()
-    run = PollRun.objects.create(host=host, token="t", started_at=now)
+    run = PollRun.begin(host, "t")
     Finding.objects.reconcile(host, Evaluation(specs=list(specs)), run, now)
     host.refresh_risk(run)
+    run.finish(PollStatus.OK, at=now)
     return run
 
 

@@ -43,7 +43,7 @@ class CeleryProcesses:
     def start_worker(self, name: str = "w1", concurrency: int = 2) -> subprocess.Popen:
         log = self.var_dir / f"{name}.log"
         cmd = [sys.executable, "-m", "celery", "-A", "posture", "worker", "--pool", "prefork", "--concurrency", str(concurrency)]
-        cmd += ["-Q", "celery,reports,notify", "-n", f"{name}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
+        cmd += ["-Q", "celery,reports,notify,polls-failing", "-n", f"{name}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
         self.procs[name] = proc
         wait_for(lambda: b"ready." in log.read_bytes() or proc.poll() is not None, timeout=60, what=f"worker {name} to be ready")

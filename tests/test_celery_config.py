@@ -33,7 +33,7 @@ def test_redis_visibility_timeout_outlasts_the_longest_task_and_retry():
     if not settings.REDIS_URL:
         need("REDIS_URL is not set: the visibility timeout is a Redis broker setting")
     timeout = app.conf.broker_transport_options["visibility_timeout"]
-    assert timeout > poll_host.time_limit + settings.POLL_RETRY_BACKOFF_MAX
+    assert timeout > poll_host.time_limit + 60  # the longest retry delay of a poll
     assert timeout > generate_report.time_limit
 
 
@@ -42,10 +42,17 @@ def test_reports_run_on_their_own_queue():
     assert app.amqp.router.route({}, dispatch_reports.name)["queue"].name == "celery"
 
 
-def test_stale_database_connections_are_closed_around_tasks():
-    # Celery's Django fix-up closes unusable or obsolete connections before and after
-    # every task; it is installed when DJANGO_SETTINGS_MODULE is set.
+def test_database_connections_are_kept_across_tasks_and_closed_only_when_broken_or_old():
+    # Celery's Django fix-up would close the connection around every task; with a reuse
+    # count it leaves them, and our own handler closes unusable or obsolete ones instead.
+    from celery import signals
+
+    from posture.celery import _database_hygiene
+
     assert any(type(f).__name__ == "DjangoFixup" for f in app._fixups)
+    assert app.conf.get("CELERY_DB_REUSE_MAX", 0) >= 1000
+    receivers = [r() for _key, r in signals.task_prerun.receivers] + [r() for _key, r in signals.task_postrun.receivers]
+    assert receivers.count(_database_hygiene) == 2
 
 
 def test_beat_runs_the_dispatchers():
@@ -64,3 +71,18 @@ def test_time_limits_are_the_workers_not_the_senders(monkeypatch):
     poll_host.apply_async((1,))
     assert sent["time_limit"] is None and sent["soft_time_limit"] is None
     assert poll_host.soft_time_limit == settings.POLL_SOFT_TIME_LIMIT  # the worker's own, from its settings
+
+
+def test_a_redis_channel_outliving_its_connection_fails_as_a_connection_error():
+    """kombu 5.7.0 crashed the worker here with AttributeError('NoneType' … 'hostname'):
+    restoring unacked messages on a channel whose transport had let go of its connection.
+    As a connection error the worker reconnects instead (posture.celery.guard_kombu_redis_channel)."""
+    from types import SimpleNamespace
+
+    from kombu.transport import redis as kombu_redis
+
+    channel = kombu_redis.Channel.__new__(kombu_redis.Channel)  # no socket: just the state left behind
+    channel.connection = SimpleNamespace(client=None)  # what Connection._do_close_transport leaves
+    with pytest.raises(kombu_redis.Transport.connection_errors) as raised:
+        channel._connparams()
+    assert not isinstance(raised.value, AttributeError)

@@ -84,16 +84,26 @@ def test_compose_identity_survives_a_new_container_name(host):
     assert kinds(finding) == [EventKind.OPENED]
 
 
-def test_the_same_snapshot_twice_changes_nothing_but_last_seen(host):
+def test_the_same_snapshot_twice_writes_no_finding_and_last_seen_follows_the_host(host):
     edge = snapshot([container("edge", network_mode="host", cap_add=("NET_ADMIN",))])
-    poll_of(host, edge)
+    first = poll_of(host, edge)
     events = FindingEvent.objects.count()
     snapshots = host.snapshots.count()
     # Taken later and more cheaply (reused inspects): the same engine state all the same.
     again = poll_of(host, snapshot(edge.containers, collected_at="2026-11-28T10:05:00+00:00", api_calls=4, inspects_reused=1))
     assert FindingEvent.objects.count() == events
     assert host.snapshots.count() == snapshots and again.snapshot_changed is False
-    assert set(Finding.objects.filter(host=host).values_list("last_seen", flat=True)) == {again.started_at}
+    findings = list(Finding.objects.filter(host=host).select_related("host"))
+    assert {f.last_seen for f in findings} == {first.started_at}  # not rewritten
+    assert {f.last_seen_at for f in findings} == {DockerHost.objects.get(pk=host.pk).last_success_at}
+
+
+def test_a_resolved_finding_was_last_seen_by_the_poll_before(host):
+    poll_of(host, snapshot([container("edge", network_mode="host")]))
+    seen = poll_of(host, snapshot([container("edge", network_mode="host")]))
+    poll_of(host, EMPTY)
+    finding = Finding.objects.select_related("host").get(host=host, rule_id="host-network")
+    assert finding.status == FindingStatus.RESOLVED and finding.last_seen_at == finding.last_seen == seen.finished_at
 
 
 def test_a_changed_configuration_is_an_event(host):
@@ -144,31 +154,30 @@ def test_events_are_append_only(host):
 
 def test_a_duplicate_dispatch_claims_nothing(host):
     now = timezone.now()
-    stale_copy = DockerHost.objects.get(pk=host.pk)
-    assert host.claim_dispatch(now) is True
-    assert stale_copy.claim_dispatch(now) is False
+    assert [c.host_id for c in DockerHost.objects.claim_due(now)] == [host.pk]
+    assert DockerHost.objects.claim_due(now) == []
     assert DockerHost.objects.due_for_poll(now).count() == 0
 
 
-def test_the_poll_lease_admits_one_task_and_its_redelivery(host):
-    assert host.acquire_lease("task-a")
-    assert not host.acquire_lease("task-b")
-    assert host.acquire_lease("task-a")  # the same task, re-delivered after its worker died
+def test_the_poll_lease_admits_one_poll_at_a_time_and_a_redelivery(host):
+    first = PollRun.start(host, "task-a")
+    assert first is not None
+    assert PollRun.start(host, "task-b") is None
     assert poll(host, token="task-b") is None
-    host.release_lease("task-a")
-    assert host.acquire_lease("task-b")
+    again = PollRun.start(host, "task-a")  # the same task, re-delivered after its worker died
+    assert again is not None
+    first.refresh_from_db()
+    assert first.status == PollStatus.LOST
+    again.finish(PollStatus.OK, at=timezone.now())  # released
+    assert PollRun.start(host, "task-b") is not None
 
 
-def test_an_expired_lease_is_taken_over(host):
-    assert host.acquire_lease("dead-task", now=timezone.now() - timedelta(hours=1))
-    assert host.acquire_lease("new-task")
-
-
-def test_a_poll_cut_short_is_marked_lost_by_the_next(host):
-    orphan = PollRun.begin(host, "dead-task")
-    poll(host)  # the engine is not there; the next poll still closes the orphan
-    orphan.refresh_from_db()
-    assert orphan.status == PollStatus.LOST and "stopped before it finished" in orphan.error
+def test_a_lease_nobody_renews_runs_out_and_is_taken_over(host):
+    dead = PollRun.start(host, "dead-task")
+    PollRun.objects.filter(pk=dead.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert PollRun.start(host, "new-task") is not None
+    dead.refresh_from_db()
+    assert dead.status == PollStatus.LOST and "stopped before it finished" in dead.error
 
 
 def test_an_unreachable_host_is_marked_with_its_error(make_host, tmp_path):
@@ -198,18 +207,22 @@ def test_a_poll_records_its_cost_and_a_risk_sample(engine, make_host):
     assert sample.poll == run and sample.score == DockerHost.objects.get(pk=host.pk).risk_score
 
 
-def test_a_transient_failure_is_retried_and_a_permanent_one_is_not(make_host, tmp_path):
-    gone = make_host("gone", url=f"unix://{tmp_path}/gone.sock")
-    poll_host.apply(args=(gone.pk,))  # eager: each retry runs at once
-    assert PollRun.objects.filter(host=gone, status=PollStatus.FAILED).count() == 1 + poll_host.max_retries
+def test_a_failing_host_backs_off_sooner_for_a_transient_failure_than_a_permanent_one(make_host, tmp_path):
+    gone = make_host("gone", url=f"unix://{tmp_path}/gone.sock", poll_interval=300)
+    poll_host.apply(args=(gone.pk,))
+    gone.refresh_from_db()
+    assert PollRun.objects.filter(host=gone, status=PollStatus.FAILED).count() == 1
+    transient = gone.next_try_at - gone.last_poll_at
+    assert gone.failures == 1 and transient < timedelta(seconds=gone.poll_interval)
 
     answers = {"/version": {"Version": "1", "ApiVersion": "1.41"}, "/info": b"not json"}
     with serving(tmp_path / "liar.sock", answers) as url:
-        liar = make_host("liar", url=url)
+        liar = make_host("liar", url=url, poll_interval=300)
         poll_host.apply(args=(liar.pk,))
     liar.refresh_from_db()
     assert PollRun.objects.filter(host=liar).count() == 1
     assert liar.last_status == HostStatus.ERROR and "not the Docker API" in liar.last_error
+    assert liar.next_try_at - liar.last_poll_at >= timedelta(seconds=liar.poll_interval)
 
 
 def test_a_poll_task_for_a_removed_host_does_nothing(db):

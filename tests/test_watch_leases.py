@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from posture.models import DockerHost, HostWatch, Watcher
+from posture.models import DockerHost, HostWatch, PollRun, Watcher
 from posture.models.watch import fair_share
 from posture.watch.events import FILTERS, MAX_EVENT_BYTES, BadEvent, Burst, Debounce, Event, parse_event, since_param
 from posture.watch.watcher import BACKOFF_MAX, EventWatcher, backoff
@@ -231,23 +231,23 @@ def test_a_disabled_host_is_let_go(hosts):
 
 def test_a_burst_waits_while_the_host_is_being_polled(hosts, monkeypatch):
     sent = []
-    monkeypatch.setattr("posture.watch.watcher.poll_host.apply_async", lambda args, expires: sent.append((args, expires)))
+    monkeypatch.setattr("posture.watch.watcher.poll_host.delay", lambda pk: sent.append(pk))
     a = make_watcher("a")
     configs = a._claim()
     busy, free = hosts[0], hosts[1]
-    DockerHost.objects.filter(pk=busy.pk).update(lease_token="a-running-poll", lease_until=timezone.now() + timedelta(seconds=60))
+    PollRun.begin(busy, "a-running-poll")  # a poll of it is running: its run holds the lease
     burst = Burst(events=3, first_nano=10, last_nano=30)
     rows = [HostWatch(host_id=h.pk, since_nano=5) for h in (busy, free)]
     done, waiting = a._flush({h.pk: (configs[h.pk][0], burst) for h in (busy, free)}, rows)
     assert (done, waiting) == ({free.pk}, {busy.pk})
-    assert sent == [((free.pk,), free.poll_interval)]
+    assert sent == [free.pk]
     # Only the sent burst moves where the stream resumes.
     assert HostWatch.objects.get(host=free).since_nano == 30
     assert HostWatch.objects.get(host=busy).since_nano == 5
 
 
 def test_state_is_not_written_for_a_host_another_watcher_took(hosts, monkeypatch):
-    monkeypatch.setattr("posture.watch.watcher.poll_host.apply_async", lambda args, expires: None)
+    monkeypatch.setattr("posture.watch.watcher.poll_host.delay", lambda pk: None)
     a = make_watcher("a")
     a._claim()
     HostWatch.objects.filter(host=hosts[0]).update(watcher="b", since_nano=99)

@@ -2,7 +2,7 @@
 
 from .budget import Budget
 from .errors import AnswerTooLarge, DeadlineExceeded, EngineError, EngineRedirected, EngineRejected, EngineUnreachable, MalformedAnswer
-from .snapshot import HostSnapshot
+from .snapshot import HostSnapshot, Unchanged
 from .target import EngineTarget, EngineURL, InvalidEngineURL, parse_engine_url
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "HostSnapshot",
     "InvalidEngineURL",
     "MalformedAnswer",
+    "Unchanged",
     "parse_engine_url",
 ]

@@ -16,6 +16,7 @@ that turns library exceptions into them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import logging
@@ -51,7 +52,7 @@ from .errors import (
     MalformedAnswer,
 )
 from .parse import build_snapshot
-from .snapshot import Connection, Container, HostSnapshot
+from .snapshot import Connection, Container, HostSnapshot, Unchanged
 from .target import EngineTarget
 from .text import printable, truncate
 from .transport import EngineAdapter, Route, TLSFiles, Watchdog, api_path
@@ -65,6 +66,7 @@ __all__ = [
     "EngineRejected",
     "EngineUnreachable",
     "MalformedAnswer",
+    "Unchanged",
     "collect",
     "open_client",
     "probe",
@@ -362,6 +364,7 @@ def open_client(target: EngineTarget, *, budget: Budget, resolver: Resolver = sy
             version=docker.constants.MINIMUM_DOCKER_API_VERSION,
         )
         stack.callback(client.close)
+        client.posture_route = route  # what the answers hashed to: _read
         adapter = EngineAdapter(client.base_url, route, host=host, port=port, tls=tls, maxsize=INSPECT_WORKERS + 2, shown_as=str(url))
         _install(client, adapter)
         version = client.version(api_version=False)
@@ -420,8 +423,15 @@ def _gather(pool: ThreadPoolExecutor, calls: list[Callable[[], T]], budget: Budg
 
 
 def _read(
-    client: docker.APIClient, version: dict[str, Any], previous: HostSnapshot | None, connection: Connection, workers: int, budget: Budget
-) -> HostSnapshot:
+    client: docker.APIClient,
+    version: dict[str, Any],
+    previous: HostSnapshot | Callable[[], HostSnapshot | None] | None,
+    connection: Connection,
+    workers: int,
+    budget: Budget,
+    unchanged_since: str,
+    host_listeners: bool = False,
+) -> HostSnapshot | Unchanged:
     call = _Counter(budget)
 
     def inspect(fn: Callable[[str], Any], ident: str) -> Any:
@@ -435,7 +445,14 @@ def _read(
     listed_containers = call(client.containers, all=True)
     if not isinstance(listed_networks, list) or not isinstance(listed_containers, list):
         raise MalformedAnswer(f"{NOT_DOCKER}: the engine's network or container list is not a list")
+    # How we connected is part of the snapshot too (a host switched to TLS, or to reading
+    # its listeners, is not the same snapshot however the engine answers).
+    fingerprint = hashlib.sha256(f"{client.posture_route.answers.hexdigest()}|{connection!r}|{host_listeners}".encode()).hexdigest()
+    if unchanged_since and fingerprint == unchanged_since:
+        return Unchanged(answers=fingerprint, api_calls=call.calls, containers=len(listed_containers))
     network_ids = [_listed_id(n, "network") for n in listed_networks]
+    if callable(previous):
+        previous = previous()
     known = {c.id: c for c in previous.containers} if previous else {}
     reused: list[Container] = []
     to_inspect: list[str] = []
@@ -467,19 +484,27 @@ def _read(
         containers=[*reused, *inspected],
         api_calls=call.calls,
         inspects_reused=len(reused),
+        answers=fingerprint,
     )
 
 
 def collect(
     target: EngineTarget,
-    previous: HostSnapshot | None = None,
+    previous: HostSnapshot | Callable[[], HostSnapshot | None] | None = None,
     *,
     budget: Budget | None = None,
     workers: int = INSPECT_WORKERS,
     resolver: Resolver = system_resolver,
-) -> HostSnapshot:
+    unchanged_since: str = "",
+) -> HostSnapshot | Unchanged:
     """Read one engine within ``budget`` (by default ``DEFAULT_POLL_SECONDS`` and the
     default size limits, counted from this call).
+
+    ``previous`` (or a function that loads it, called only if needed) lets unchanged
+    containers skip their inspect. ``unchanged_since``: the ``answers`` of the previous
+    snapshot; when the list answers hash the same, ``Unchanged`` is returned after the
+    list calls (never for a host whose listeners are read: those are not in the lists).
+    Without it, a ``HostSnapshot`` always.
 
     Raises only ``EngineError`` subclasses or ``MalformedAnswer``, with a message a
     Viewer can read and ``transient`` set for what is worth a retry.
@@ -487,9 +512,11 @@ def collect(
     budget = budget or Budget(DEFAULT_POLL_SECONDS)
     url = target.url
     connection = Connection(scheme=url.scheme, address=str(url), tls=target.uses_tls, client_cert=bool(target.tls_cert))
+    since = "" if target.host_listeners else unchanged_since
     with _engine_errors(str(url), budget), open_client(target, budget=budget, resolver=resolver) as (client, version):
+        read = _read(client, version, previous, connection, workers, budget, since, target.host_listeners)
         # The host around the engine, when opted in; never raises.
-        return hostio.observe(target, _read(client, version, previous, connection, workers, budget))
+        return read if isinstance(read, Unchanged) else hostio.observe(target, read)
 
 
 def probe(target: EngineTarget, *, budget: Budget | None = None, resolver: Resolver = system_resolver) -> str:

@@ -305,6 +305,7 @@ def build_snapshot(
     containers: Iterable[Container | Mapping[str, Any]],
     api_calls: int = 0,
     inspects_reused: int = 0,
+    answers: str = "",
 ) -> HostSnapshot:
     """Assemble a snapshot from raw answers (containers may be already parsed, when reused)."""
     parsed = [c if isinstance(c, Container) else parse_container(c) for c in containers]
@@ -316,4 +317,5 @@ def build_snapshot(
         containers=tuple(sorted(parsed, key=lambda c: c.name)),
         api_calls=api_calls,
         inspects_reused=inspects_reused,
+        answers=answers,
     )

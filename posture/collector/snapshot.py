@@ -297,6 +297,9 @@ class HostSnapshot:
     # Cost of the collection, for the poll record; not part of the digest.
     api_calls: int = 0
     inspects_reused: int = 0
+    # A hash of the engine's raw list answers this was read from (``engine.collect``):
+    # the same answers next time mean the same snapshot, without reading further.
+    answers: str = ""
     schema: int = SCHEMA_VERSION
 
     def container(self, id_or_name: str) -> Container | None:
@@ -323,12 +326,15 @@ class HostSnapshot:
         return cls.from_dict(json.loads(text))
 
     def digest(self) -> str:
-        """Hash of what the engine runs, leaving out when and how cheaply we looked."""
-        data = self.to_dict()
-        for volatile in ("collected_at", "api_calls", "inspects_reused"):
-            data.pop(volatile)
-        data["containers"] = [{k: v for k, v in c.items() if k != "state"} | {"running": c["state"] == "running"} for c in data["containers"]]
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        """Hash of what the engine runs, leaving out when and how cheaply we looked.
+        Computed once per snapshot (it is immutable)."""
+        if "_digest" not in self.__dict__:
+            data = self.to_dict()
+            for volatile in ("collected_at", "api_calls", "inspects_reused", "answers"):
+                data.pop(volatile)
+            data["containers"] = [{k: v for k, v in c.items() if k != "state"} | {"running": c["state"] == "running"} for c in data["containers"]]
+            self.__dict__["_digest"] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        return self.__dict__["_digest"]
 
 
 def _encode(value: Any) -> Any:
@@ -366,3 +372,15 @@ def _decode(tp: Any, value: Any) -> Any:
             raise ValueError(f"{tp.__name__}: unknown fields {sorted(unknown)}")
         return tp(**{k: _decode(hints[k], v) for k, v in value.items()})
     return value
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """What ``engine.collect`` returns when the engine's list answers are byte for byte
+    those the previous snapshot was read from (``answers``): the snapshot is the same,
+    and nothing more was read."""
+
+    answers: str
+    api_calls: int
+    containers: int
+    inspects_reused: int = 0

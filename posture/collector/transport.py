@@ -21,6 +21,7 @@ Imports ``requests`` and ``urllib3`` only; the SDK itself stays in ``engine.py``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import io
 import re
@@ -42,6 +43,10 @@ from .errors import AnswerTooLarge, EngineRedirected, EngineRejected, EngineUnre
 from .text import printable, size, truncate
 
 READ_CHUNK = 64 * 1024
+# The answers a snapshot is read from, but for the inspects: when they are the same
+# bytes as last time, so is the snapshot (a container's configuration cannot change
+# without a new id; its state and networks are in the list).
+FINGERPRINTED = frozenset({"/version", "/info", "/networks", "/containers/json"})
 _API_PATH = re.compile(r"^/v[0-9.]+(?=/)")
 
 
@@ -123,6 +128,8 @@ class Route:
     addresses: list[str] = field(default_factory=list)  # checked IP addresses, tcp
     port: int = 0
     unix_path: str = ""
+    # The raw answers to the list calls (``FINGERPRINTED``), hashed in the order asked.
+    answers: Any = field(default_factory=hashlib.sha256)
 
     def connect(self, host: str, socket_options: Any) -> socket.socket:
         """A connected socket to the engine, through the first address that answers."""
@@ -317,6 +324,8 @@ class EngineAdapter(requests.adapters.HTTPAdapter):
         try:
             self._refuse(response, what)
             response._content = self._read_body(response, what)
+            if what in FINGERPRINTED:
+                self.route.answers.update(b"%s %d %d\n" % (what.encode(), response.status_code, len(response._content)) + response._content)
         except BaseException:
             response.close()  # never back to the pool half read
             raise

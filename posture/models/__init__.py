@@ -4,8 +4,9 @@ from .choices import EventKind, ExceptionStatus, FindingStatus, HostStatus, Poll
 from .exceptions import Coverage, RiskException
 from .filters import FilterError, FindingFilter
 from .findings import Finding, FindingEvent, RiskSample
-from .hosts import DockerHost, PollRun, Snapshot, validate_engine
+from .hosts import DockerHost, Snapshot, validate_engine
 from .inventory import ContainerRecord, NetworkRecord, PublishedPort
+from .polls import PollRun
 from .reports import Frequency, Report, ReportSchedule, ReportStatus
 from .tokens import ApiToken
 from .watch import HostWatch, Watcher

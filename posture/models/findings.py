@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -53,14 +53,24 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def last_seen_at(status: str, last_seen: datetime, host_last_success: datetime | None) -> datetime:
+    """When a poll last saw a finding: for an open or accepted one, the host's last good
+    poll (every good poll since its last change saw it; unchanged polls write nothing to
+    findings); else the stored ``last_seen``."""
+    if status != FindingStatus.RESOLVED and host_last_success and host_last_success > last_seen:
+        return host_last_success
+    return last_seen
+
+
 class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
     def reconcile(self, host: DockerHost, evaluation: Evaluation, poll: PollRun, now: datetime) -> Counter[str]:
         """Bring the host's findings in line with one poll's conclusions.
 
-        New ones open, seen ones refresh ``last_seen``, gone ones resolve, returning ones
-        reopen; each transition is an event of this poll. The same specs twice change
-        nothing but ``last_seen``. Findings of rules that failed on this poll are left
-        exactly as they were: a rule that could not conclude has not seen them go.
+        New ones open, gone ones resolve, returning ones reopen; each transition is an
+        event of this poll. The same specs twice write nothing: an unchanged finding's
+        ``last_seen`` is the host's last good poll (``Finding.last_seen_at``). Findings
+        of rules that failed on this poll are left exactly as they were: a rule that
+        could not conclude has not seen them go.
         """
         failed = set(evaluation.errors)
         existing = {f.fingerprint: f for f in self.filter(host=host) if f.rule_id not in failed}
@@ -68,7 +78,6 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
         events: list[FindingEvent] = []
         created: list[Finding] = []
         updated: list[Finding] = []
-        seen: list[int] = []
         for spec in evaluation.specs:
             # Engine text can be longer than any column: cut it, visibly, rather than fail the poll.
             data = {
@@ -94,9 +103,7 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
                 counts["opened"] += 1
                 continue
             if finding.status != FindingStatus.RESOLVED and all(getattr(finding, k) == v for k, v in data.items()):
-                # The common case, every poll: only last_seen moves, in one UPDATE for all.
-                seen.append(finding.pk)
-                continue
+                continue  # the common case: nothing to write (last_seen is derived)
             before = {f: getattr(finding, f) for f in _TRACKED}
             for field, value in data.items():
                 setattr(finding, field, value)
@@ -111,6 +118,8 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
             updated.append(finding)
         for finding in existing.values():
             if finding.status != FindingStatus.RESOLVED:
+                # Last seen by the host's previous good poll (stored now: it stops being derived).
+                finding.last_seen = max(finding.last_seen, host.last_success_at or finding.last_seen)
                 finding.status, finding.resolved_at = FindingStatus.RESOLVED, now
                 events.append(FindingEvent(finding=finding, poll=poll, at=now, kind=EventKind.RESOLVED))
                 updated.append(finding)
@@ -124,7 +133,6 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
         events += [FindingEvent(finding=f, poll=poll, at=now, kind=EventKind.OPENED) for f in created]
         events += [FindingEvent(finding=f, poll=poll, at=now, kind=EventKind.ACCEPTED, detail=f.exception.event_detail()) for f in covered]
         counts["accepted"] = len(covered)
-        self.filter(pk__in=seen).update(last_seen=now)
         self.bulk_update(updated, _REFRESHED, batch_size=500)
         FindingEvent.objects.bulk_create(events, batch_size=500)
         return counts
@@ -202,6 +210,10 @@ class Finding(models.Model):
         return BY_ID.get(self.rule_id)
 
     @property
+    def last_seen_at(self) -> datetime:
+        return last_seen_at(self.status, self.last_seen, self.host.last_success_at)
+
+    @property
     def is_open(self) -> bool:
         return self.status == FindingStatus.OPEN
 
@@ -272,8 +284,34 @@ class RiskSample(models.Model):
         indexes = [models.Index(fields=["host", "at"], name="risk_host_at")]  # trend charts
 
     @classmethod
-    def record(cls, host: DockerHost, poll: PollRun | None, at: datetime) -> RiskSample:
-        """Score the host's open findings; accepted ones count only once expired."""
+    def due(cls, host: DockerHost, now: datetime, every: timedelta = timedelta(hours=1)) -> bool:
+        """Whether the host's trend needs a point although its score did not change."""
+        return host.risk_sampled_at is None or now - host.risk_sampled_at >= every
+
+    @classmethod
+    def repeat(cls, host: DockerHost, poll: PollRun | None, at: datetime) -> RiskSample:
+        """The host's current score again, without reading its findings (nothing changed)."""
+        counts: Counter[str] = Counter()
+        for item in host.risk_breakdown:
+            counts[item["severity"]] += int(item.get("count", 0))
+        host.risk_sampled_at = at
+        return cls.objects.create(
+            host=host,
+            poll=poll,
+            at=at,
+            score=host.risk_score,
+            points=host.risk_points,
+            open_count=sum(counts.values()),
+            counts=dict(counts),
+            breakdown=host.risk_breakdown,
+        )
+
+    @classmethod
+    def record(cls, host: DockerHost, poll: PollRun | None, at: datetime, *, every: timedelta | None = None) -> RiskSample:
+        """Score the host's open findings; accepted ones count only once expired.
+
+        With ``every``, the sample is stored only when the score or its breakdown changed
+        or the last one is older than that; otherwise it is returned unsaved."""
         now = timezone.now()
         counted = [
             f
@@ -281,7 +319,11 @@ class RiskSample(models.Model):
             if f.status == FindingStatus.OPEN or (f.accepted_until is not None and f.accepted_until <= now)
         ]
         result = risk.score(f.as_risk_item() for f in counted)
+        unchanged = (host.risk_score, host.risk_breakdown) == (result.score, result.as_json())
         host.set_risk(result)
+        if every is not None and unchanged and not cls.due(host, at, every):
+            return cls(host=host, poll=poll, at=at, score=result.score, points=result.points, open_count=len(counted), breakdown=result.as_json())
+        host.risk_sampled_at = at
         return cls.objects.create(
             host=host,
             poll=poll,

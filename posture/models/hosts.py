@@ -13,11 +13,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from posture import risk
-from posture.collector import HostSnapshot, InvalidEngineURL, parse_engine_url
+from posture.collector import HostSnapshot, InvalidEngineURL, Unchanged, parse_engine_url
 from posture.rules import Evaluation
 
 from .audit import AuditAction, AuditEntry
@@ -25,9 +24,18 @@ from .choices import HostStatus, PollStatus
 from .fields import EncryptedTextField
 from .findings import Finding, RiskSample
 from .inventory import ContainerRecord
+from .polls import PollRun
 from .querysets import HostQuerySet
 
 log = logging.getLogger(__name__)
+# A risk sample is written when the score changes, and at least this often while a host is polled.
+RISK_SAMPLE_EVERY = timedelta(hours=1)
+
+
+class LeaseLost(RuntimeError):
+    """The poll's lease ran out (its heartbeat could not renew it) before the result was stored."""
+
+
 name_validator = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", "Use letters, digits, dots, dashes and underscores, starting with a letter or digit.")
 
 
@@ -77,11 +85,13 @@ class DockerHost(models.Model):
     # Public host keys pinned on first ssh connection.
     ssh_known_hosts = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Dispatch claims a host by moving this forward with a conditional UPDATE.
+    # When the next poll is due: moved on by dispatch (``claim_due``), pushed out by a
+    # failure's back-off ("next try at" while ``failures`` > 0).
     next_poll_at = models.DateTimeField(null=True, blank=True)
-    # The poll lock: held by one task id until released or expired.
-    lease_token = models.CharField(max_length=64, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
+    # Consecutive failed polls: drives the back-off and the failing hosts' own queue.
+    failures = models.PositiveIntegerField(default=0)
+    # When the last finished poll (good or failed) started; a queued poll requested
+    # before it is redundant.
     last_poll_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_status = models.CharField(max_length=20, choices=HostStatus, default=HostStatus.NEW)
@@ -93,7 +103,16 @@ class DockerHost(models.Model):
     risk_exposed_critical = models.PositiveIntegerField(default=0)
     risk_critical = models.PositiveIntegerField(default=0)
     risk_high = models.PositiveIntegerField(default=0)
+    # When the last risk sample was written: a sample is due when the score changes or hourly.
+    risk_sampled_at = models.DateTimeField(null=True, blank=True)
     snapshot = models.ForeignKey("Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # What the host's findings were concluded from (``polling.evaluation_key``: snapshot
+    # digest, rule code, host name); empty when some rule failed. A poll whose key
+    # matches changes nothing but the poll record and the host's status.
+    evaluated = models.CharField(max_length=64, blank=True)
+    # The hash of the engine's list answers at the last good poll (``HostSnapshot.answers``):
+    # the same answers again are the same snapshot, read without its inspects.
+    answers_digest = models.CharField(max_length=64, blank=True)
 
     objects = HostQuerySet.as_manager()
 
@@ -103,7 +122,8 @@ class DockerHost(models.Model):
         permissions = [("poll_host", "Can trigger a poll"), ("manage_hosts", "Can register and edit hosts")]
 
     # Written together whenever the score changes (RiskSample.record).
-    RISK_FIELDS = ("risk_score", "risk_breakdown", "risk_points", "risk_exposed_critical", "risk_critical", "risk_high")
+    # Saved together wherever the score is refreshed (RiskSample.record sets them all).
+    RISK_FIELDS = ("risk_score", "risk_breakdown", "risk_points", "risk_exposed_critical", "risk_critical", "risk_high", "risk_sampled_at")
 
     def __str__(self) -> str:
         return self.name
@@ -164,62 +184,101 @@ class DockerHost(models.Model):
             AuditEntry.log(actor, AuditAction.HOST_REMOVE, self, url=self.url)
             self.delete()
 
-    # --- scheduling -------------------------------------------------------------
+    # --- scheduling -------------------------------------------------------------------
 
-    def claim_dispatch(self, now: datetime) -> bool:
-        """Move ``next_poll_at`` forward only if nobody else did: one dispatch per due host."""
-        rows = DockerHost.objects.filter(pk=self.pk, enabled=True, next_poll_at=self.next_poll_at).update(
-            next_poll_at=now + timedelta(seconds=self.poll_interval)
-        )
-        return rows == 1
+    @property
+    def next_try_at(self) -> datetime | None:
+        """When a failing host is tried again (its back-off), for the host page."""
+        return self.next_poll_at if self.failures else None
 
-    def acquire_lease(self, token: str, now: datetime | None = None) -> bool:
-        """Take the poll lock. The same token may take it again: a re-delivered task after
-        its worker died carries its original id and must be allowed to finish the job."""
-        now = now or timezone.now()
-        until = now + timedelta(seconds=settings.POLL_TIME_LIMIT + 30)
-        free = Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_token=token)
-        return DockerHost.objects.filter(free, pk=self.pk).update(lease_token=token, lease_until=until) == 1
+    def polled_since(self, moment: datetime) -> bool:
+        """A poll started at or after ``moment`` has finished: a poll requested then is redundant."""
+        return self.last_poll_at is not None and self.last_poll_at >= moment
 
-    def release_lease(self, token: str) -> None:
-        DockerHost.objects.filter(pk=self.pk, lease_token=token).update(lease_token="", lease_until=None)
+    def backoff(self, *, transient: bool) -> timedelta:
+        """The wait before trying a failing host again: doubling with each failure in a row,
+        from ``POSTURE_POLL_RETRY_BASE`` (transient) or the interval (permanent), capped at
+        ``POSTURE_POLL_BACKOFF_MAX`` or the interval, whichever is longer."""
+        start = min(settings.POLL_RETRY_BASE, self.poll_interval) if transient else self.poll_interval
+        cap = max(settings.POLL_BACKOFF_MAX, self.poll_interval)
+        return timedelta(seconds=min(cap, start * 2 ** min(max(self.failures - 1, 0), 20)))
 
     # --- poll outcomes --------------------------------------------------------------
 
-    def record_failure(self, run: PollRun, error: str, *, status: HostStatus) -> None:
-        """A poll that produced no snapshot: the run and the host say why."""
+    def record_failure(self, run: PollRun, error: str, *, status: HostStatus, transient: bool = False) -> None:
+        """A poll that produced no snapshot: the run and the host say why, and the host
+        backs off. Releases the lease (the run ends)."""
         now = timezone.now()
         run.finish(PollStatus.FAILED, error=error, at=now)
-        DockerHost.objects.filter(pk=self.pk).update(last_poll_at=now, last_status=status, last_error=error)
-        self.last_poll_at, self.last_status, self.last_error = now, status, error
-        log.warning("poll of %s failed: %s", self.name, error)
+        self.failures += 1
+        self.last_poll_at, self.last_status, self.last_error = run.started_at, status, error
+        self.next_poll_at = now + self.backoff(transient=transient)
+        DockerHost.objects.filter(pk=self.pk).update(
+            last_poll_at=self.last_poll_at, last_status=status, last_error=error, failures=self.failures, next_poll_at=self.next_poll_at
+        )
+        log.warning("poll of %s failed (%d in a row, next try at %s): %s", self.name, self.failures, self.next_poll_at, error)
 
-    def apply_snapshot(self, snap: HostSnapshot, evaluation: Evaluation, run: PollRun, *, pinned_host_keys: str | None = None) -> None:
-        """Store one poll's result in one transaction: inventory rows, reconciled
-        findings with their events, the risk sample and the host's status."""
+    def _succeeded(self, run: PollRun) -> list[str]:
+        """The host's fields after a good poll; returns their names for the UPDATE."""
+        self.last_poll_at, self.last_success_at = run.started_at, run.finished_at
+        self.last_status, self.last_error, self.failures = HostStatus.OK, "", 0
+        return ["last_poll_at", "last_success_at", "last_status", "last_error", "failures"]
+
+    def _pin(self, pinned_host_keys: str | None) -> list[str]:
+        if pinned_host_keys is not None and pinned_host_keys.strip() != self.ssh_known_hosts.strip():
+            # Trust on first use: the key the engine's ssh server showed is kept only
+            # once a poll has read the engine through it.
+            self.ssh_known_hosts = pinned_host_keys
+            return ["ssh_known_hosts"]
+        return []
+
+    def record_unchanged(self, snap: HostSnapshot | Unchanged, run: PollRun, *, pinned_host_keys: str | None = None) -> None:
+        """A good poll that found what the findings were concluded from: the run and the
+        host's status only (and an hourly risk sample) — O(1) rows, whatever the host holds.
+        Open findings' ``last_seen`` is the host's last good poll (``Finding.last_seen_at``)."""
+        now = timezone.now()
+        containers = snap.containers if isinstance(snap, Unchanged) else len(snap.containers)
+        run.api_calls, run.inspects_reused, run.containers = snap.api_calls, snap.inspects_reused, containers
+        run.snapshot_id, run.findings_open = self.snapshot_id, sum(int(item.get("count", 0)) for item in self.risk_breakdown)
+        run.finish(PollStatus.OK, at=now)
+        fields = self._succeeded(run) + self._pin(pinned_host_keys)
+        if snap.answers != self.answers_digest:
+            self.answers_digest = snap.answers
+            fields.append("answers_digest")
+        if RiskSample.due(self, now):
+            RiskSample.repeat(self, run, now)
+            fields.append("risk_sampled_at")
+        self.save(update_fields=fields)
+
+    def apply_snapshot(self, snap: HostSnapshot, evaluation: Evaluation, run: PollRun, *, key: str = "", pinned_host_keys: str | None = None) -> None:
+        """Store one poll's result in one transaction: the snapshot and inventory when the
+        digest changed (the inventory as a diff), reconciled findings with their events,
+        a risk sample when the score changed (or hourly), the run and the host's status.
+
+        ``key`` is the run's ``polling.evaluation_key``; kept when every rule concluded."""
         now = run.started_at
         with transaction.atomic():
+            # The host's row lock orders two applies of one host; a run swept as lost
+            # (its lease ran out) no longer speaks for the host.
+            DockerHost.objects.select_for_update().filter(pk=self.pk).values_list("pk").first()
+            if not PollRun.objects.filter(pk=run.pk, status=PollStatus.RUNNING).exists():
+                raise LeaseLost(f"the poll's lease ran out before its result was stored (after {timezone.now() - now})")
             digest = snap.digest()
             if self.snapshot is None or self.snapshot.digest != digest:
                 self.snapshot = Snapshot.objects.create(host=self, taken_at=now, digest=digest, data=snap.to_dict())
                 run.snapshot_changed = True
+                ContainerRecord.objects.sync_for(self, snap)
             run.snapshot = self.snapshot
-            ContainerRecord.objects.replace_for(self, snap)
             counts = Finding.objects.reconcile(self, evaluation, run, now)
-            sample = RiskSample.record(self, run, now)
+            sampled = RiskSample.record(self, run, now, every=RISK_SAMPLE_EVERY)
             run.api_calls, run.inspects_reused, run.containers = snap.api_calls, snap.inspects_reused, len(snap.containers)
             run.opened, run.resolved, run.reopened = counts["opened"], counts["resolved"], counts["reopened"]
-            run.findings_open = sample.open_count
+            run.findings_open = sampled.open_count
             run.rule_errors = dict(evaluation.errors)
             run.finish(PollStatus.OK, at=timezone.now())
-            self.last_poll_at = self.last_success_at = run.finished_at
-            self.last_status, self.last_error = HostStatus.OK, ""
-            fields = ["snapshot", "last_poll_at", "last_success_at", "last_status", "last_error", *self.RISK_FIELDS]
-            if pinned_host_keys is not None and pinned_host_keys.strip() != self.ssh_known_hosts.strip():
-                # Trust on first use: the key the engine's ssh server showed is kept only
-                # once a poll has read the engine through it.
-                self.ssh_known_hosts = pinned_host_keys
-                fields.append("ssh_known_hosts")
+            self.evaluated, self.answers_digest = ("" if evaluation.errors else key), snap.answers
+            fields = self._succeeded(run) + self._pin(pinned_host_keys)
+            fields += ["snapshot", "evaluated", "answers_digest", *self.RISK_FIELDS]
             self.save(update_fields=fields)
 
     def refresh_risk(self, poll: PollRun | None = None) -> None:
@@ -240,60 +299,3 @@ class Snapshot(models.Model):
 
     def snapshot(self) -> HostSnapshot:
         return HostSnapshot.from_dict(self.data)
-
-
-class PollRunQuerySet(models.QuerySet):
-    def running(self, host: DockerHost, token: str) -> PollRun | None:
-        """The run a task with ``token`` left running on ``host``, if any."""
-        return self.filter(host=host, token=token, status=PollStatus.RUNNING).order_by("-started_at").first()
-
-
-class PollRun(models.Model):
-    host = models.ForeignKey(DockerHost, on_delete=models.CASCADE, related_name="polls")
-    token = models.CharField(max_length=64, blank=True)
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=20, choices=PollStatus, default=PollStatus.RUNNING)
-    error = models.TextField(blank=True)
-    api_calls = models.PositiveIntegerField(default=0)
-    inspects_reused = models.PositiveIntegerField(default=0)
-    containers = models.PositiveIntegerField(default=0)
-    findings_open = models.PositiveIntegerField(default=0)
-    opened = models.PositiveIntegerField(default=0)
-    resolved = models.PositiveIntegerField(default=0)
-    reopened = models.PositiveIntegerField(default=0)
-    snapshot_changed = models.BooleanField(default=False)
-    snapshot = models.ForeignKey(Snapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="polls")
-    # rule id → the error it raised on this poll; those rules' findings were left as they were.
-    rule_errors = models.JSONField(default=dict, blank=True)
-
-    objects = PollRunQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-started_at"]
-        indexes = [models.Index(fields=["host", "-started_at"], name="poll_host_recent")]  # host page poll history
-
-    def __str__(self) -> str:
-        return f"{self.host} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
-
-    retryable = False  # set by the poll on failure, not stored
-
-    @classmethod
-    def begin(cls, host: DockerHost, token: str) -> PollRun:
-        # A run left RUNNING by this host was cut short by a dead worker; say so.
-        cls.objects.filter(host=host, status=PollStatus.RUNNING).update(
-            status=PollStatus.LOST, finished_at=timezone.now(), error="the worker running this poll stopped before it finished; it was polled again"
-        )
-        return cls.objects.create(host=host, token=token, started_at=timezone.now())
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == PollStatus.OK
-
-    def finish(self, status: PollStatus, *, at: datetime, error: str = "") -> None:
-        self.status, self.error, self.finished_at = status, error, at
-        self.save()
-
-    @property
-    def duration(self) -> timedelta | None:
-        return self.finished_at - self.started_at if self.finished_at else None

@@ -2,69 +2,114 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
 from posture.collector import HostSnapshot
+from posture.collector.snapshot import Container, Network
 
 if TYPE_CHECKING:
     from .hosts import DockerHost
 
 
+def _container_fields(c: Container) -> dict[str, Any]:
+    return {
+        "container_id": c.id,
+        "subject_key": c.subject_key,
+        "name": c.name,
+        "image": c.image,
+        "state": c.state,
+        "running": c.running,
+        "network_mode": c.network_mode,
+        "networks": [a.network for a in c.attachments],
+        "cap_add": list(c.cap_add),
+        "privileged": c.privileged,
+        "compose_project": c.compose_project,
+        "compose_service": c.compose_service,
+    }
+
+
+def _port_fields(c: Container) -> list[tuple[Any, ...]]:
+    return [(b.host_ip, b.host_port, b.container_port, b.protocol, b.all_interfaces) for b in c.port_bindings]
+
+
+def _network_fields(n: Network) -> dict[str, Any]:
+    return {
+        "network_id": n.id,
+        "name": n.name,
+        "driver": n.driver,
+        "scope": n.scope,
+        "internal": n.internal,
+        "enable_ipv6": n.enable_ipv6,
+        "icc": n.icc_enabled,
+        "subnets": list(n.subnets),
+        "container_count": len(n.containers),
+    }
+
+
+CONTAINER_FIELDS = [
+    "container_id",
+    "subject_key",
+    "name",
+    "image",
+    "state",
+    "running",
+    "network_mode",
+    "networks",
+    "cap_add",
+    "privileged",
+    "compose_project",
+    "compose_service",
+]
+NETWORK_FIELDS = ["network_id", "name", "driver", "scope", "internal", "enable_ipv6", "icc", "subnets", "container_count"]
+
+
 class ContainerManager(models.Manager):
-    def replace_for(self, host: DockerHost, snap: HostSnapshot) -> None:
-        """Current state only: the rows mirror the latest snapshot (history is in findings
-        and stored snapshots)."""
-        self.filter(host=host).delete()
-        NetworkRecord.objects.filter(host=host).delete()
-        containers = self.bulk_create(
-            ContainerRecord(
-                host=host,
-                container_id=c.id,
-                subject_key=c.subject_key,
-                name=c.name,
-                image=c.image,
-                state=c.state,
-                running=c.running,
-                network_mode=c.network_mode,
-                networks=[a.network for a in c.attachments],
-                cap_add=list(c.cap_add),
-                privileged=c.privileged,
-                compose_project=c.compose_project,
-                compose_service=c.compose_service,
-            )
-            for c in snap.containers
-        )
-        ports = [
-            PublishedPort(
-                container=record,
-                host=host,
-                host_ip=b.host_ip,
-                host_port=b.host_port,
-                container_port=b.container_port,
-                protocol=b.protocol,
-                all_interfaces=b.all_interfaces,
-            )
-            for record, c in zip(containers, snap.containers, strict=True)
-            for b in c.port_bindings
-        ]
+    def sync_for(self, host: DockerHost, snap: HostSnapshot) -> None:
+        """Make the rows mirror ``snap`` by writing only the difference: containers and
+        networks that went away are deleted, new ones inserted, changed ones updated
+        (a container's ports rewritten when they changed). Called when the digest changed."""
+        current = {r.container_id: r for r in self.filter(host=host).prefetch_related("ports")}
+        wanted = {c.id: c for c in snap.containers}
+        self.filter(pk__in=[r.pk for cid, r in current.items() if cid not in wanted]).delete()
+        changed: list[ContainerRecord] = []
+        ports: list[PublishedPort] = []
+        for cid, c in wanted.items():
+            record = current.get(cid)
+            if record is None:
+                continue
+            fields = _container_fields(c)
+            if any(getattr(record, k) != v for k, v in fields.items()):
+                for k, v in fields.items():
+                    setattr(record, k, v)
+                changed.append(record)
+            held = sorted((p.host_ip, p.host_port, p.container_port, p.protocol, p.all_interfaces) for p in record.ports.all())
+            if sorted(_port_fields(c)) != held:
+                PublishedPort.objects.filter(container=record).delete()
+                ports += [PublishedPort(container=record, host=host, **_port_kwargs(p)) for p in _port_fields(c)]
+        self.bulk_update(changed, CONTAINER_FIELDS, batch_size=500)
+        new = [c for cid, c in wanted.items() if cid not in current]
+        created = self.bulk_create(ContainerRecord(host=host, **_container_fields(c)) for c in new)
+        ports += [PublishedPort(container=record, host=host, **_port_kwargs(p)) for record, c in zip(created, new, strict=True) for p in _port_fields(c)]
         PublishedPort.objects.bulk_create(ports)
-        NetworkRecord.objects.bulk_create(
-            NetworkRecord(
-                host=host,
-                network_id=n.id,
-                name=n.name,
-                driver=n.driver,
-                scope=n.scope,
-                internal=n.internal,
-                enable_ipv6=n.enable_ipv6,
-                icc=n.icc_enabled,
-                subnets=list(n.subnets),
-                container_count=len(n.containers),
-            )
-            for n in snap.networks
-        )
+        networks = {r.network_id: r for r in NetworkRecord.objects.filter(host=host)}
+        wanted_nets = {n.id: n for n in snap.networks}
+        NetworkRecord.objects.filter(pk__in=[r.pk for nid, r in networks.items() if nid not in wanted_nets]).delete()
+        NetworkRecord.objects.bulk_create(NetworkRecord(host=host, **_network_fields(n)) for nid, n in wanted_nets.items() if nid not in networks)
+        stale = []
+        for nid, n in wanted_nets.items():
+            record, fields = networks.get(nid), _network_fields(n)
+            if record is not None and any(getattr(record, k) != v for k, v in fields.items()):
+                for k, v in fields.items():
+                    setattr(record, k, v)
+                stale.append(record)
+        NetworkRecord.objects.bulk_update(stale, NETWORK_FIELDS, batch_size=500)
+
+
+def _port_kwargs(port: tuple[Any, ...]) -> dict[str, Any]:
+    host_ip, host_port, container_port, protocol, all_interfaces = port
+    return {"host_ip": host_ip, "host_port": host_port, "container_port": container_port, "protocol": protocol, "all_interfaces": all_interfaces}
 
 
 class ContainerRecord(models.Model):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import models
-from django.db.models import Count, Q, Value
+from django.db import models, transaction
+from django.db.models import Count, F, Q, Value
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.lookups import Exact
 from django.utils import timezone
@@ -17,11 +18,69 @@ from .choices import FindingStatus, HostStatus, PollStatus, Severity, severity_r
 # Riskiest first; equal scores rank by exposed criticals, criticals, highs, then points (posture/risk.py).
 RISK_ORDER = ("-risk_score", "-risk_exposed_critical", "-risk_critical", "-risk_high", "-risk_points", "name")
 
+# Spreads hosts' phases over their interval: host k's slots fall at frac(k × φ) of it.
+_GOLDEN = 0.6180339887498949
+POLLS_QUEUE, FAILING_QUEUE = "celery", "polls-failing"
+
+
+def phase_slot(pk: int, interval: int, now: datetime) -> datetime:
+    """The first of the host's own slots after ``now`` (within one interval): every host has a fixed phase within
+    its interval, so hosts that are all due at once (a restart, a bulk registration) are
+    spread evenly over the next interval rather than polled together."""
+    phase = (pk * _GOLDEN % 1.0) * interval
+    since = (now.timestamp() - phase) % interval
+    return now + timedelta(seconds=interval - since)
+
+
+def next_due(pk: int, due: datetime | None, interval: int, now: datetime) -> tuple[datetime, bool]:
+    """``(next due time, poll now?)`` for a host found due at ``now``.
+
+    On time (due less than an interval ago): poll now, next due = due + interval, so an
+    interval never drifts by dispatch delay. Never polled: poll now, then its slot at
+    least an interval later.
+    More than an interval late (the scheduler was down): no burst — the host is polled
+    at its slot, within one interval.
+    """
+    step = timedelta(seconds=interval)
+    if due is None:
+        return phase_slot(pk, interval, now + step), True
+    if due + step > now:
+        return due + step, True
+    return phase_slot(pk, interval, now), False
+
+
+@dataclass(frozen=True)
+class Claim:
+    host_id: int
+    due: datetime
+    queue: str
+    poll_now: bool  # False: rescheduled to its slot (it was more than an interval late)
+
 
 class HostQuerySet(models.QuerySet):
     def due_for_poll(self, now: datetime | None = None) -> HostQuerySet:
         now = now or timezone.now()
         return self.filter(enabled=True).filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+
+    def claim_due(self, now: datetime, *, limit: int = 500) -> list[Claim]:
+        """Claim up to ``limit`` due hosts: lock them (rows another dispatcher holds are
+        skipped) and move each ``next_poll_at`` on (``next_due``) in one UPDATE. Each
+        claim says whether to poll now, and on which queue — failing hosts have their
+        own, so they cannot take the workers good hosts need."""
+        with transaction.atomic():
+            hosts = list(
+                self.due_for_poll(now)
+                .order_by(F("next_poll_at").asc(nulls_first=True))
+                .select_for_update(skip_locked=True)
+                .only("pk", "next_poll_at", "poll_interval", "failures")[:limit]
+            )
+            claims = []
+            for host in hosts:
+                due = host.next_poll_at
+                host.next_poll_at, poll_now = next_due(host.pk, due, host.poll_interval, now)
+                claims.append(Claim(host.pk, due or now, FAILING_QUEUE if host.failures else POLLS_QUEUE, poll_now))
+            self.model.objects.bulk_update(hosts, ["next_poll_at"], batch_size=limit)
+        return claims
 
     def stale_q(self, now: datetime | None = None) -> Q:
         """Hosts with no good poll for ``STALE_AFTER_INTERVALS`` intervals (``DockerHost.is_stale``) as a Q.

@@ -162,9 +162,14 @@ class Report(models.Model):
 
     def claim(self, token: str, now: datetime | None = None) -> bool:
         """QUEUED → RENDERING for exactly one task. A RENDERING report is taken back only by
-        the same task re-delivered after its worker died, or by anyone once its lease ran out."""
+        the same task re-delivered after its worker died, or by anyone once its lease ran
+        out; a FAILED one only by its own task's retry."""
         now = now or timezone.now()
-        free = Q(status=ReportStatus.QUEUED) | Q(status=ReportStatus.RENDERING, claim_token=token) | Q(status=ReportStatus.RENDERING, lease_until__lt=now)
+        free = (
+            Q(status=ReportStatus.QUEUED)
+            | Q(status__in=[ReportStatus.RENDERING, ReportStatus.FAILED], claim_token=token)  # a re-delivery or a retry
+            | Q(status=ReportStatus.RENDERING, lease_until__lt=now)
+        )
         until = now + timedelta(seconds=settings.REPORT_TIME_LIMIT + 30)
         rows = Report.objects.filter(free, pk=self.pk).update(status=ReportStatus.RENDERING, claim_token=token, lease_until=until)
         return rows == 1

@@ -15,6 +15,10 @@ from .pdf import render_pdf
 log = logging.getLogger(__name__)
 
 
+class ReportNotStored(OSError):
+    """The PDF was rendered but could not be written (a read-only or full reports directory)."""
+
+
 def generate(report: Report, token: str) -> Report:
     """Render, store and mail one report, for the task (``token``) that claims it."""
     if not report.claim(token):
@@ -26,7 +30,13 @@ def generate(report: Report, token: str) -> Report:
         log.exception("report %s failed", report.pk)
         report.fail(f"{type(exc).__name__}: {exc}")
         raise
-    report.store(pdf.data, pages=pdf.pages, hosts=len(ctx["hosts"]))
+    try:
+        report.store(pdf.data, pages=pdf.pages, hosts=len(ctx["hosts"]))
+    except OSError as exc:
+        # Storage, not rendering: the report fails with its cause and is tried again
+        # (its period is not used up); the task retries with a back-off.
+        report.fail(f"the PDF could not be stored in {settings.REPORTS_DIR}: {exc.strerror or exc}; it is tried again later")
+        raise ReportNotStored(str(exc)) from exc
     recipients = report.schedule.recipient_list if report.schedule else []
     if recipients:
         message = EmailMessage(

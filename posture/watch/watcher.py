@@ -38,7 +38,7 @@ from django.utils import timezone
 from posture import polling
 from posture.collector import EngineTarget, MalformedAnswer
 from posture.collector.engine import EngineError, EngineRejected, EngineUnreachable
-from posture.models import DockerHost, HostWatch, Watcher
+from posture.models import DockerHost, HostWatch, PollRun, Watcher
 from posture.models.watch import fair_share
 from posture.tasks import poll_host
 
@@ -403,13 +403,14 @@ class EventWatcher:
         """Enqueue one poll per burst unless a poll holds the host now, and record the
         streams' state and where each resumes (database thread). Returns (sent, busy)."""
         now = timezone.now()
-        busy = set(DockerHost.objects.filter(pk__in=list(bursts), lease_until__gt=now).values_list("pk", flat=True)) if bursts else set()
+        busy = set(PollRun.objects.holding(list(bursts), now).values_list("host_id", flat=True)) if bursts else set()
         sent: set[int] = set()
         for pk, (config, burst) in bursts.items():
             if pk in busy:
                 continue
-            # Dropped if not started within one interval: by then the interval poll has run.
-            poll_host.apply_async((pk,), expires=config.interval)
+            # Never dropped for being late: a poll made redundant by another waits for
+            # its lease and then finds nothing new, as any poll does.
+            poll_host.delay(pk)
             sent.add(pk)
             self._log_sent(config, burst)
         for row in rows:
