@@ -92,6 +92,8 @@ class EventSerializer(serializers.ModelSerializer):
 
 class FindingSerializer(serializers.ModelSerializer):
     host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    # Derived from the host's last good poll: unchanged polls write nothing to findings.
+    last_seen = serializers.DateTimeField(source="last_seen_at", read_only=True)
 
     class Meta:
         model = Finding
