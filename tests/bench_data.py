@@ -20,6 +20,7 @@ import json
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from posture import risk  # noqa: E402
-from posture.models import ContainerRecord, DockerHost, Finding, FindingEvent, RiskException, RiskSample  # noqa: E402
+from posture.models import ContainerRecord, DockerHost, Finding, FindingEvent, HostStatus, RiskSample, Severity  # noqa: E402
 from posture.rules import RULES, SubjectType  # noqa: E402
 
 ENVS = ("prod",) * 5 + ("stage",) * 3 + ("dev",) * 2
@@ -171,20 +172,9 @@ def _build(hosts: int, containers: int, findings: int, events: int, samples_per_
     rng = random.Random(seed)
     now = now or timezone.now()
     built = Built()
-    host_id0, ctr_id0, finding_id0, exc_id0 = _next_id(DockerHost), _next_id(ContainerRecord), _next_id(Finding), _next_id(RiskException)
-
-    # Exceptions scoped by rule and image on env=dev hosts: the findings they cover are accepted.
-    exception_scopes = {}
-    with _table(
-        "posture_riskexception",
-        ("id", "rule_id", "max_severity", "labels", "image", "project", "name", "justification", "created_at", "expires_at", "status"),
-    ) as t:
-        for n in range(exceptions):
-            rule, image = rng.choice(CONTAINER_RULES), rng.choice(IMAGES)
-            exception_scopes[(rule.id, image)] = exc_id0 + n
-            until = now + timedelta(days=rng.randint(5, 300))
-            t.row((exc_id0 + n, rule.id, "", json.dumps({"env": "dev"}), image, "", "", f"Benchmark exception {n}: reviewed, lab only", now, until, "active"))
-            built.exceptions += 1
+    host_id0, ctr_id0, finding_id0 = _next_id(DockerHost), _next_id(ContainerRecord), _next_id(Finding)
+    # [scale] Without branch triage's exceptions: some rule/image pairs are accepted on env=dev hosts.
+    exception_scopes = {(rng.choice(CONTAINER_RULES).id, rng.choice(IMAGES)) for _ in range(exceptions)}
 
     host_rows = []
     for i in range(hosts):
@@ -220,16 +210,17 @@ def _build(hosts: int, containers: int, findings: int, events: int, samples_per_
 
     finding_id = finding_id0
     risk_rows: dict[int, risk.Risk] = {}
+    open_counts: dict[int, Counter[str]] = {}  # [scale] DockerHost.open_* as RiskSample.record keeps them
     finding_meta: list[tuple[int, datetime, str, datetime | None]] = []  # (id, first_seen, status, resolved_at) for events
     finding_cols = (
         "id", "host_id", "fingerprint", "rule_id", "cis", "severity", "subject_type", "subject_key", "subject_name", "item_key", "title",
-        "evidence", "remediation", "running", "exposed", "status", "first_seen", "last_seen", "resolved_at", "accepted_until", "exception_id",
-        "image", "compose_project",
+        "evidence", "remediation", "running", "exposed", "status", "first_seen", "last_seen", "resolved_at", "accepted_until",
     )  # fmt: skip
     with _table("posture_finding", finding_cols) as ft:
         for (host_id, host_name, labels), n_find in zip(host_rows, per_host_findings, strict=True):
             boxes = boxes_of[host_id]
             counted = []
+            opened = open_counts[host_id] = Counter()
             for k in range(n_find):
                 roll = rng.random()
                 if roll < 0.9 or not NETWORK_RULES:
@@ -244,9 +235,8 @@ def _build(hosts: int, containers: int, findings: int, events: int, samples_per_
                     subject_type, subject_name = SubjectType.DAEMON.value, host_name
                 item = str(k)
                 first = now - timedelta(minutes=rng.randint(5, 90 * 24 * 60))
-                exception_id = exception_scopes.get((rule.id, image)) if labels["env"] == "dev" else None
                 status, resolved_at, accepted_until = "open", None, None
-                if exception_id:
+                if labels["env"] == "dev" and (rule.id, image) in exception_scopes:
                     status, accepted_until = "accepted", now + timedelta(days=30)
                 elif rng.random() < 0.1:
                     status, resolved_at = "resolved", first + (now - first) * rng.random()
@@ -255,9 +245,10 @@ def _build(hosts: int, containers: int, findings: int, events: int, samples_per_
                     finding_id, host_id, f"{rule.id}|{subject_type}|{key}|{item}", rule.id, rule.cis or "", rule.severity.value, subject_type,
                     key, subject_name, item, rule.title[:200], json.dumps({"item": item, "image": image}),
                     f"Fix {rule.id} on {subject_name}: see the rule's remediation.", running, exposed, status, first,
-                    resolved_at or now, resolved_at, accepted_until, exception_id, image, project,
+                    resolved_at or now, resolved_at, accepted_until,
                 ))  # fmt: skip
                 if status == "open":
+                    opened[rule.severity.value] += 1
                     counted.append(risk.RiskItem(rule_id=rule.id, severity=rule.severity.value, running=running, exposed=exposed))
                 finding_meta.append((finding_id, first, status, resolved_at))
                 finding_id += 1
@@ -267,23 +258,35 @@ def _build(hosts: int, containers: int, findings: int, events: int, samples_per_
     host_cols = (
         "id", "name", "url", "insecure", "poll_interval", "labels", "enabled", "tls_ca", "tls_cert", "tls_key", "ssh_key", "ssh_known_hosts",
         "created_at", "lease_token", "last_poll_at", "last_success_at", "last_status", "last_error", "risk_score", "risk_breakdown",
-        "risk_points", "risk_exposed_critical", "risk_critical", "risk_high",
+        *(f"open_{s}" for s in Severity), "open_total", "stale_at", "next_poll_at", "host_listeners",
     )  # fmt: skip
     # Hosts go in after their findings were scored (no foreign keys are checked until commit).
     with _table("posture_dockerhost", host_cols) as t:
         for host_id, name, labels in host_rows:
-            r = risk_rows[host_id]
+            r, opened = risk_rows[host_id], open_counts[host_id]
+            # [scale] Most hosts polled a moment ago; a few stale (no good poll for a day), unreachable or failing.
+            roll = rng.random()
+            status, error = (
+                (HostStatus.UNREACHABLE, "cannot reach the engine")
+                if roll < 0.01
+                else (HostStatus.ERROR, "TLS handshake failed")
+                if roll < 0.015
+                else (HostStatus.OK, "")
+            )
+            polled = now - timedelta(seconds=rng.randint(0, 290))
+            success = now - timedelta(days=1) if 0.015 <= roll < 0.035 else polled if status == HostStatus.OK else now - timedelta(hours=2)
             t.row((host_id, name, f"tcp://{name}.example.test:2376", False, 300, json.dumps(labels), True, "", "", "", "", "",
-                   now - timedelta(days=120), "", now, now, "ok", "", r.score, json.dumps(r.as_json()), r.points, r.exposed_critical,
-                   r.critical, r.high))  # fmt: skip
+                   now - timedelta(days=120), "", polled, success, status, error, r.score, json.dumps(r.as_json()),
+                   *(opened[s.value] for s in Severity), sum(opened.values()), success + timedelta(seconds=DockerHost.STALE_AFTER_INTERVALS * 300),
+                   polled + timedelta(seconds=300), False))  # fmt: skip
     built.hosts = len(host_rows)
 
-    with _table("posture_risksample", ("host_id", "at", "score", "points", "open_count", "counts", "breakdown")) as t:
+    with _table("posture_risksample", ("host_id", "at", "score", "open_count", "counts", "breakdown")) as t:
         for host_id, _name, _labels in host_rows:
             r = risk_rows[host_id]
             for s in range(samples_per_host):
-                points = max(0.0, r.points * (0.6 + 0.4 * s / max(1, samples_per_host - 1)) + rng.uniform(-5, 5))
-                t.row((host_id, now - timedelta(hours=6 * (samples_per_host - s)), risk.scale(points), round(points, 2), 0, "{}", "[]"))
+                score = max(0, min(100, round(r.score * (0.6 + 0.4 * s / max(1, samples_per_host - 1)) + rng.uniform(-5, 5))))
+                t.row((host_id, now - timedelta(hours=6 * (samples_per_host - s)), score, 0, "{}", "[]"))
                 built.samples += 1
 
     with _table("posture_findingevent", ("finding_id", "at", "kind", "detail")) as t:
@@ -298,7 +301,7 @@ def _build(hosts: int, containers: int, findings: int, events: int, samples_per_
             t.row((fid, first + (now - first) * rng.random(), "changed", json.dumps({"evidence": {"from": {}, "to": {}}})))
             built.events += 1
 
-    _reset_sequences([DockerHost, ContainerRecord, Finding, FindingEvent, RiskSample, RiskException])
+    _reset_sequences([DockerHost, ContainerRecord, Finding, FindingEvent, RiskSample])
     return built
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F, Window
+from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -169,7 +169,8 @@ class Finding(models.Model):
         indexes = [
             models.Index(fields=["host", "status"], name="finding_host_status"),  # host page, risk
             models.Index(fields=["status", "severity"], name="finding_status_sev"),  # fleet counts
-            models.Index(fields=["rule_id", "status"], name="finding_rule_status"),  # rules page
+            # FindingQuerySet.rule_hits() (the rules page): an index-only scan of what is current, in group order.
+            models.Index(fields=["rule_id", "host", "subject_key", "subject_type"], condition=~Q(status=FindingStatus.RESOLVED), name="finding_rule_hits"),
         ]
         permissions = [("accept_risk", "Can accept the risk of a finding")]
 
@@ -251,7 +252,7 @@ class RiskSampleQuerySet(models.QuerySet):
     def latest_per_host(self, host_ids: list[int], points: int) -> RiskSampleQuerySet:
         """The last ``points`` samples of each host, oldest first, in one query."""
         ranked = self.filter(host__in=host_ids).annotate(rank=Window(RowNumber(), partition_by=F("host"), order_by=F("at").desc()))
-        return ranked.filter(rank__lte=points).order_by("host", "at")
+        return ranked.filter(rank__lte=points).order_by("host_id", "at")
 
 
 class RiskSample(models.Model):
@@ -273,13 +274,13 @@ class RiskSample(models.Model):
 
     @classmethod
     def record(cls, host: DockerHost, poll: PollRun | None, at: datetime) -> RiskSample:
-        """Score the host's open findings; accepted ones count only once expired."""
+        """Score the host's open findings (accepted ones count only once expired) and count
+        them per severity on the host row (``DockerHost.set_open_counts``); the caller
+        saves ``DockerHost.SUMMARY_FIELDS``."""
         now = timezone.now()
-        counted = [
-            f
-            for f in Finding.objects.filter(host=host).current().only("rule_id", "severity", "running", "exposed", "status", "accepted_until")
-            if f.status == FindingStatus.OPEN or (f.accepted_until is not None and f.accepted_until <= now)
-        ]
+        current = list(Finding.objects.filter(host=host).current().only("rule_id", "severity", "running", "exposed", "status", "accepted_until"))
+        host.set_open_counts(f.severity for f in current if f.status == FindingStatus.OPEN)
+        counted = [f for f in current if f.status == FindingStatus.OPEN or (f.accepted_until is not None and f.accepted_until <= now)]
         result = risk.score(f.as_risk_item() for f in counted)
         host.risk_score, host.risk_breakdown = result.score, result.as_json()
         return cls.objects.create(

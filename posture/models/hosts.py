@@ -6,6 +6,8 @@ State and decisions only: talking to an engine is ``posture/polling.py``.
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,11 +22,15 @@ from posture.collector import HostSnapshot, InvalidEngineURL, parse_engine_url
 from posture.rules import Evaluation
 
 from .audit import AuditAction, AuditEntry
-from .choices import HostStatus, PollStatus
+from .choices import HostStatus, PollStatus, Severity
 from .fields import EncryptedTextField
 from .findings import Finding, RiskSample
 from .inventory import ContainerRecord
 from .querysets import HostQuerySet
+
+# The host's open findings per severity, kept on the row (``DockerHost.set_open_counts``):
+# the fleet page, its totals and its severity filter read them instead of counting findings.
+OPEN_COUNT_FIELDS = tuple(f"open_{s}" for s in Severity)
 
 log = logging.getLogger(__name__)
 name_validator = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", "Use letters, digits, dots, dashes and underscores, starting with a letter or digit.")
@@ -87,17 +93,59 @@ class DockerHost(models.Model):
     last_error = models.TextField(blank=True)
     risk_score = models.PositiveSmallIntegerField(default=0)
     risk_breakdown = models.JSONField(default=list, blank=True)
+    # Open findings per severity (OPEN_COUNT_FIELDS) and in all, derived with the risk score.
+    open_critical = models.PositiveIntegerField(default=0)
+    open_high = models.PositiveIntegerField(default=0)
+    open_medium = models.PositiveIntegerField(default=0)
+    open_low = models.PositiveIntegerField(default=0)
+    open_info = models.PositiveIntegerField(default=0)
+    open_total = models.PositiveIntegerField(default=0)
+    # When the host turns stale without a good poll: (last good poll, or registration) +
+    # STALE_AFTER_INTERVALS × interval. Derived in save(), stored so that the stale and ok
+    # filters are one indexed comparison with "now" whatever the fleet's intervals.
+    stale_at = models.DateTimeField(null=True, blank=True)
     snapshot = models.ForeignKey("Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     objects = HostQuerySet.as_manager()
 
+    # Written together whenever the host's findings are scored (RiskSample.record).
+    SUMMARY_FIELDS = ("risk_score", "risk_breakdown", *OPEN_COUNT_FIELDS, "open_total")
+
     class Meta:
         ordering = ["name"]
-        indexes = [models.Index(fields=["enabled", "next_poll_at"], name="host_due")]  # due_for_poll()
+        indexes = [
+            models.Index(fields=["enabled", "next_poll_at"], name="host_due"),  # due_for_poll()
+            # HostQuerySet.with_display_status(): ?status=stale and ?status=ok|new on the fleet page.
+            models.Index(fields=["last_status", "stale_at"], name="host_status_stale"),
+            # The fleet page's default order (risk), read a page at a time from the index.
+            models.Index(fields=["-risk_score", "name"], name="host_risk_order"),
+        ]
         permissions = [("poll_host", "Can trigger a poll"), ("manage_hosts", "Can register and edit hosts")]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # stale_at follows the fields it is derived from: a save that writes any of them writes it too.
+        self.stale_at = self.stale_after()
+        fields = kwargs.get("update_fields")
+        if fields is not None and {"last_success_at", "poll_interval", "created_at"} & set(fields):
+            kwargs["update_fields"] = {*fields, "stale_at"}
+        super().save(*args, **kwargs)
+
+    def stale_after(self) -> datetime:
+        since = self.last_success_at or self.created_at or timezone.now()
+        return since + timedelta(seconds=self.STALE_AFTER_INTERVALS * self.poll_interval)
+
+    def set_open_counts(self, severities: Iterable[str]) -> None:
+        """Count open findings from their severities, on this instance; the caller saves
+        ``SUMMARY_FIELDS``. Called only by ``RiskSample.record``, which every change of a
+        finding's status goes through (a poll, an acceptance, its expiry), so the counts
+        move with the score."""
+        counts = Counter(severities)
+        for severity, field in zip(Severity, OPEN_COUNT_FIELDS, strict=True):
+            setattr(self, field, counts[severity.value])
+        self.open_total = sum(counts.values())
 
     def clean(self) -> None:
         self.url = validate_engine(
@@ -112,9 +160,10 @@ class DockerHost(models.Model):
 
     @property
     def is_stale(self) -> bool:
-        """No good poll for ``STALE_AFTER_INTERVALS`` intervals (or never, that long after registration)."""
-        since = self.last_success_at or self.created_at
-        return since is not None and timezone.now() - since > timedelta(seconds=self.STALE_AFTER_INTERVALS * self.poll_interval)
+        """No good poll for ``STALE_AFTER_INTERVALS`` intervals (or never, that long after registration).
+
+        Read from ``stale_at``, as the fleet filter reads it, so the two never disagree."""
+        return self.stale_at is not None and timezone.now() > self.stale_at
 
     @property
     def display_status(self) -> HostStatus:
@@ -197,7 +246,7 @@ class DockerHost(models.Model):
             run.finish(PollStatus.OK, at=timezone.now())
             self.last_poll_at = self.last_success_at = run.finished_at
             self.last_status, self.last_error = HostStatus.OK, ""
-            fields = ["snapshot", "last_poll_at", "last_success_at", "last_status", "last_error", "risk_score", "risk_breakdown"]
+            fields = ["snapshot", "last_poll_at", "last_success_at", "last_status", "last_error", *self.SUMMARY_FIELDS]
             if pinned_host_keys is not None and pinned_host_keys.strip() != self.ssh_known_hosts.strip():
                 # Trust on first use: the key the engine's ssh server showed is kept only
                 # once a poll has read the engine through it.
@@ -207,7 +256,7 @@ class DockerHost(models.Model):
 
     def refresh_risk(self, poll: PollRun | None = None) -> None:
         RiskSample.record(self, poll, timezone.now())
-        self.save(update_fields=["risk_score", "risk_breakdown"])
+        self.save(update_fields=self.SUMMARY_FIELDS)
 
 
 class Snapshot(models.Model):

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
-from django.db.models import Q, Sum
+from django.db.models import Q
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 
@@ -29,7 +29,8 @@ TREND_POINTS = 30
 def _filtered(request: HtmxHttpRequest) -> tuple[object, dict[str, str], str]:
     """The hosts the filters select, the filters as given, and a problem with them if any."""
     params = {k: request.GET.get(k, "").strip() for k in ("q", "label", "status", "severity", "sort")}
-    hosts = DockerHost.objects.with_open_counts()
+    # Every column shown is on the host row (open counts included): no join, no count of findings.
+    hosts = DockerHost.objects.all()
     problem = ""
     if params["q"]:
         hosts = hosts.filter(Q(name__icontains=params["q"]) | Q(url__icontains=params["q"]))
@@ -62,15 +63,15 @@ def fleet(request: HtmxHttpRequest) -> HttpResponse:
     for host_id, score in RiskSample.objects.latest_per_host([h.pk for h in page], TREND_POINTS).values_list("host_id", "score"):
         trends[host_id].append(score)
     rows = [(h, charts.sparkline(trends[h.pk], label=f"risk trend of {h.name}")) for h in page]
-    totals = DockerHost.objects.with_open_counts().aggregate(**{s.value: Sum(f"open_{s}") for s in Severity})
-    totals = {s.value: totals[s.value] or 0 for s in Severity}
+    sums = DockerHost.objects.open_totals()
+    totals = {s.value: sums[s.value] for s in Severity}
     context = {
         "page": page,
         "rows": rows,
         "params": params,
         "problem": problem,
         "totals": totals,
-        "host_count": DockerHost.objects.count(),
+        "host_count": sums["hosts"],
         "severity_bar": charts.severity_bar(totals),
         "severities": list(Severity),
         "statuses": list(HostStatus),
