@@ -10,7 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
-from . import polling
+from . import polling, retention
 from .models import DockerHost, Finding, Report, ReportSchedule
 from .reports.generate import generate
 
@@ -63,6 +63,14 @@ def expire_acceptances() -> int:
     if expired:
         log.info("%d risk acceptance(s) expired", expired)
     return expired
+
+
+@shared_task(ignore_result=True, soft_time_limit=retention.RUN_SECONDS + 60, time_limit=retention.RUN_SECONDS + 120)
+def prune_history() -> dict[str, object]:
+    """Drop history past the retention policies, a short batch at a time (``posture/retention.py``)."""
+    pruned = retention.prune()
+    log.info("retention: %s", pruned)
+    return pruned.as_dict()
 
 
 @shared_task(ignore_result=True, soft_time_limit=30, time_limit=60)

@@ -50,7 +50,7 @@ def test_stale_database_connections_are_closed_around_tasks():
 
 def test_beat_runs_the_dispatchers():
     tasks = {entry["task"] for entry in app.conf.beat_schedule.values()}
-    assert tasks == {"posture.tasks.dispatch_polls", "posture.tasks.expire_acceptances", "posture.tasks.dispatch_reports"}
+    assert tasks == {"posture.tasks.dispatch_polls", "posture.tasks.expire_acceptances", "posture.tasks.dispatch_reports", "posture.tasks.prune_history"}
 
 
 def test_models_and_migrations_agree(db):

@@ -4,6 +4,7 @@ from .findings import Finding, FindingEvent, RiskAcceptance, RiskSample
 from .hosts import DockerHost, PollRun, Snapshot, validate_engine
 from .inventory import ContainerRecord, NetworkRecord, PublishedPort
 from .reports import Frequency, Report, ReportSchedule, ReportStatus
+from .retention import RetentionMark
 
 __all__ = [
     "AuditAction",
@@ -23,6 +24,7 @@ __all__ = [
     "Report",
     "ReportSchedule",
     "ReportStatus",
+    "RetentionMark",
     "RiskAcceptance",
     "RiskSample",
     "Severity",

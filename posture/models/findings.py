@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F, Q, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Exists, F, OuterRef, Q, Window
+from django.db.models.functions import RowNumber, Trunc
 from django.utils import timezone
 
 from posture import risk
@@ -171,6 +171,8 @@ class Finding(models.Model):
             models.Index(fields=["status", "severity"], name="finding_status_sev"),  # fleet counts
             # FindingQuerySet.rule_hits() (the rules page): an index-only scan of what is current, in group order.
             models.Index(fields=["rule_id", "host", "subject_key", "subject_type"], condition=~Q(status=FindingStatus.RESOLVED), name="finding_rule_hits"),
+            # Retention: FindingQuerySet.resolved_before(), long-resolved findings deleted.
+            models.Index(fields=["resolved_at"], condition=Q(status=FindingStatus.RESOLVED), name="finding_resolved_at"),
         ]
         permissions = [("accept_risk", "Can accept the risk of a finding")]
 
@@ -206,6 +208,17 @@ class Finding(models.Model):
         return acceptance
 
 
+class FindingEventQuerySet(models.QuerySet):
+    def superseded(self) -> FindingEventQuerySet:
+        """These events less the newest of each kind of their finding: what retention may drop
+        while the events that explain a finding's current state (its last opening,
+        resolution, reopening, change, acceptance, expiry) stay."""
+        newer = FindingEvent.objects.filter(finding=OuterRef("finding"), kind=OuterRef("kind")).filter(
+            Q(at__gt=OuterRef("at")) | Q(at=OuterRef("at"), pk__gt=OuterRef("pk"))
+        )
+        return self.filter(Exists(newer))
+
+
 class FindingEvent(models.Model):
     """Append-only: rows are written, never updated."""
 
@@ -216,10 +229,12 @@ class FindingEvent(models.Model):
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     detail = models.JSONField(default=dict, blank=True)
 
+    objects = FindingEventQuerySet.as_manager()
+
     class Meta:
         ordering = ["at", "pk"]
         indexes = [
-            models.Index(fields=["finding", "at"], name="event_finding_at"),  # finding timeline
+            models.Index(fields=["finding", "at"], name="event_finding_at"),  # finding timeline, FindingEventQuerySet.superseded()
             models.Index(fields=["at"], name="event_at"),  # changed_since(), reports
         ]
 
@@ -253,6 +268,14 @@ class RiskSampleQuerySet(models.QuerySet):
         """The last ``points`` samples of each host, oldest first, in one query."""
         ranked = self.filter(host__in=host_ids).annotate(rank=Window(RowNumber(), partition_by=F("host"), order_by=F("at").desc()))
         return ranked.filter(rank__lte=points).order_by("host_id", "at")
+
+    def thinned_to(self, bucket: str) -> models.QuerySet:
+        """Ids of these samples that are not the last of their host's ``bucket`` ("hour" or
+        "day", UTC): downsampling keeps the score each host had at the end of each bucket."""
+        ranked = self.annotate(
+            rank=Window(RowNumber(), partition_by=[F("host_id"), Trunc("at", bucket, tzinfo=UTC)], order_by=[F("at").desc(), F("pk").desc()])
+        )
+        return ranked.filter(rank__gt=1).values_list("pk", flat=True)
 
 
 class RiskSample(models.Model):

@@ -8,14 +8,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber, TruncDay
 from django.utils import timezone
 
 from posture.collector import HostSnapshot, InvalidEngineURL, parse_engine_url
@@ -259,6 +260,23 @@ class DockerHost(models.Model):
         self.save(update_fields=self.SUMMARY_FIELDS)
 
 
+class SnapshotQuerySet(models.QuerySet):
+    def beyond_retention(self, *, keep_last: int, daily_since: datetime) -> list[int]:
+        """Ids of these snapshots that retention drops: all but each host's last
+        ``keep_last``, the last of each day since ``daily_since``, and the host's current one.
+
+        Ranked over each host's whole history, so filter to the hosts to look at, not to rows.
+        """
+        ranked = self.annotate(
+            recent=Window(RowNumber(), partition_by=F("host_id"), order_by=[F("taken_at").desc(), F("pk").desc()]),
+            of_day=Window(RowNumber(), partition_by=[F("host_id"), TruncDay("taken_at", tzinfo=UTC)], order_by=[F("taken_at").desc(), F("pk").desc()]),
+        ).filter(recent__gt=keep_last)
+        # (A window may not be filtered with OR in SQL: the day test is made here.)
+        doomed = [pk for pk, taken_at, of_day in ranked.values_list("pk", "taken_at", "of_day") if taken_at < daily_since or of_day > 1]
+        current = set(DockerHost.objects.filter(snapshot_id__in=doomed).values_list("snapshot_id", flat=True))
+        return [pk for pk in doomed if pk not in current]
+
+
 class Snapshot(models.Model):
     """A host snapshot, stored when it differs from the previous one."""
 
@@ -267,8 +285,12 @@ class Snapshot(models.Model):
     digest = models.CharField(max_length=64)
     data = models.JSONField()
 
+    objects = SnapshotQuerySet.as_manager()
+
     class Meta:
         ordering = ["-taken_at"]
+        # Retention: the hosts that stored a snapshot, or whose snapshots aged past the policy, since the last pass.
+        indexes = [models.Index(fields=["taken_at"], name="snapshot_taken_at")]
 
     def snapshot(self) -> HostSnapshot:
         return HostSnapshot.from_dict(self.data)
@@ -278,6 +300,9 @@ class PollRunQuerySet(models.QuerySet):
     def running(self, host: DockerHost, token: str) -> PollRun | None:
         """The run a task with ``token`` left running on ``host``, if any."""
         return self.filter(host=host, token=token, status=PollStatus.RUNNING).order_by("-started_at").first()
+
+    def started_before(self, cutoff: datetime) -> PollRunQuerySet:
+        return self.filter(started_at__lt=cutoff)
 
 
 class PollRun(models.Model):
@@ -303,7 +328,10 @@ class PollRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        indexes = [models.Index(fields=["host", "-started_at"], name="poll_host_recent")]  # host page poll history
+        indexes = [
+            models.Index(fields=["host", "-started_at"], name="poll_host_recent"),  # host page poll history
+            models.Index(fields=["started_at"], name="poll_started"),  # retention: PollRunQuerySet.started_before()
+        ]
 
     def __str__(self) -> str:
         return f"{self.host} @ {self.started_at:%Y-%m-%d %H:%M:%S}"

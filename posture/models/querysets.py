@@ -72,6 +72,9 @@ class FindingQuerySet(models.QuerySet):
     def at_least(self, severity: str) -> FindingQuerySet:
         return self.filter(severity__in=Severity.at_least(severity))
 
+    def resolved_before(self, cutoff: datetime) -> FindingQuerySet:
+        return self.filter(status=FindingStatus.RESOLVED, resolved_at__lt=cutoff)
+
     def acceptance_expired(self, now: datetime | None = None) -> FindingQuerySet:
         return self.filter(status=FindingStatus.ACCEPTED, accepted_until__lte=now or timezone.now())
 
