@@ -278,6 +278,8 @@ EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))  # fo
 REPORTS_DIR = Path(os.environ.get("POSTURE_REPORTS_DIR", VAR_DIR / "reports"))
 REPORT_SOFT_TIME_LIMIT = env_int("POSTURE_REPORT_SOFT_LIMIT", 600)
 REPORT_TIME_LIMIT = env_int("POSTURE_REPORT_HARD_LIMIT", 660)
+# Processes rendering a report's parts side by side (posture/reports/pdf.py); 0: one per CPU core.
+REPORT_WORKERS = env_int("POSTURE_REPORT_WORKERS", 0)
 # A worker child that grew past this (KiB) after a task is replaced: WeasyPrint on a
 # large fleet is the memory-hungry part.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("POSTURE_WORKER_MAX_MEMORY_KB", 1024 * 1024)
