@@ -1,4 +1,4 @@
-"""``manage.py serve``: web, worker and scheduler together; Ctrl-C stops all three."""
+"""``manage.py serve``: web, worker and scheduler together (and the simulator, for make demo); Ctrl-C stops them all."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -20,10 +21,23 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1"))
         parser.add_argument("--concurrency", type=int, default=2)
+        parser.add_argument(
+            "--simulate",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also serve N simulated engines (manage.py simulate, sockets in var/simulate/), as make demo does",
+        )
 
-    def handle(self, *args: Any, port: int, bind: str, concurrency: int, **opts: Any) -> None:
+    def handle(self, *args: Any, port: int, bind: str, concurrency: int, simulate: int, **opts: Any) -> None:
         py = sys.executable
-        commands = {
+        commands: dict[str, list[str]] = {}
+        if simulate > 0:
+            # Started first, so its sockets are up before the first poll; gentle churn so
+            # the fleet keeps changing (each host about once an hour).
+            manage = str(Path(settings.BASE_DIR) / "manage.py")
+            commands["simulator"] = [py, manage, "simulate", "--hosts", str(simulate), "--churn", "0.02", "--interval", "60"]
+        commands |= {
             "web": [py, "-m", "gunicorn", "posture.wsgi", "--bind", f"{bind}:{port}", "--workers", "2", "--access-logfile", "-"],
             # prefork: only it enforces hard time limits on a hung engine call.
             "worker": [
@@ -46,7 +60,7 @@ class Command(BaseCommand):
         }
         procs = {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()}
         broker = "Redis" if settings.REDIS_URL else "embedded filesystem broker"
-        self.stdout.write(self.style.SUCCESS(f"Posture on http://{bind}:{port}/ (web, worker, beat; {broker}). Ctrl-C stops all three."))
+        self.stdout.write(self.style.SUCCESS(f"Posture on http://{bind}:{port}/ ({', '.join(commands)}; {broker}). Ctrl-C stops them all."))
         stopping = False
 
         def stop(*_: object) -> None:
