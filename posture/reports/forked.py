@@ -10,6 +10,8 @@ render used goes back to the system when it exits.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import pickle
 import signal
@@ -19,6 +21,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class ChildFailed(RuntimeError):
@@ -57,9 +61,12 @@ def _start(job: Callable[[], Any], out: Path) -> int:
         return pid
     code = 0
     try:
-        # Leave the parent's soft-time-limit and termination handling to the parent.
+        # Leave the parent's soft-time-limit and termination handling to the parent, and
+        # go when it goes (a worker killed at its hard time limit leaves no renderer behind).
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         payload = (True, job())
     except BaseException:  # noqa: BLE001 - reported to the parent, whatever it was
         payload, code = (False, traceback.format_exc()), 1
