@@ -1,5 +1,6 @@
 # Two commands: `make run` (the dashboard, embedded defaults) and `make test` (the suite);
-# `make test-fast` runs the fast layer alone, in seconds, without any server.
+# `make test-fast` runs the fast layer alone, in seconds, without any server; `make demo`
+# is the dashboard on a simulated fleet, for a machine without Docker.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ export POSTURE_TEST_SLOT
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/posture$(if $(filter-out 0,$(POSTURE_TEST_SLOT)),_$(POSTURE_TEST_SLOT))
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/$(shell echo $$((15 - $(POSTURE_TEST_SLOT))))
 
-.PHONY: run run-deps test test-fast chaos install install-dev system-deps services lint format bench docs clean
+.PHONY: run demo run-deps test test-fast chaos install install-dev system-deps services lint format bench docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -55,6 +56,16 @@ run: install run-deps
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py bootstrap
 	PORT=$(PORT) $(BIN)/python manage.py serve
+
+# `make run` on a simulated fleet of 50 hosts with a week of history, its own data in
+# var/demo/ (database, broker, keys, sockets), never a real installation's.
+DEMO := env -u DATABASE_URL -u REDIS_URL -u SECRET_KEY -u POSTURE_CREDENTIALS_KEY -u POSTURE_REPORTS_DIR POSTURE_VAR_DIR=$(CURDIR)/var/demo
+demo: install run-deps
+	$(DEMO) $(BIN)/python manage.py migrate --noinput -v0
+	$(DEMO) $(BIN)/python manage.py collectstatic --noinput -v0
+	$(DEMO) $(BIN)/python manage.py demo --hosts 50
+	$(DEMO) $(BIN)/python manage.py bootstrap
+	$(DEMO) PORT=$(PORT) $(BIN)/python manage.py serve --simulate 50
 
 test: install-dev system-deps run-deps services
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) POSTURE_VAR_DIR=$(CURDIR)/var/test \

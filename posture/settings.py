@@ -289,6 +289,24 @@ CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# --- Retention (posture/retention.py; README "Retention") ---
+# 0 keeps that kind of history for ever. A beat task prunes every RETENTION_EVERY seconds,
+# in batches of RETENTION_BATCH rows, each batch its own short transaction.
+RETENTION_POLL_DAYS = env_int("POSTURE_RETENTION_POLL_DAYS", 14)
+RETENTION_SNAPSHOTS = env_int("POSTURE_RETENTION_SNAPSHOTS", 10)  # the last N of each host are always kept
+RETENTION_SNAPSHOT_DAYS = env_int("POSTURE_RETENTION_SNAPSHOT_DAYS", 90)  # and the last of each day, this long
+RETENTION_HOURLY_AFTER_DAYS = env_int("POSTURE_RETENTION_HOURLY_AFTER_DAYS", 7)  # risk samples: one an hour past this age
+RETENTION_DAILY_AFTER_DAYS = env_int("POSTURE_RETENTION_DAILY_AFTER_DAYS", 90)  # one a day past this age
+RETENTION_SAMPLE_DAYS = env_int("POSTURE_RETENTION_SAMPLE_DAYS", 400)  # none past this age
+RETENTION_EVENT_DAYS = env_int("POSTURE_RETENTION_EVENT_DAYS", 180)  # past it, only each finding's last event of each kind
+RETENTION_RESOLVED_DAYS = env_int("POSTURE_RETENTION_RESOLVED_DAYS", 365)  # findings resolved this long go, with their events
+RETENTION_BATCH = env_int("POSTURE_RETENTION_BATCH", 2000)
+RETENTION_EVERY = env_float("POSTURE_RETENTION_EVERY", 900.0)
+if RETENTION_HOURLY_AFTER_DAYS and RETENTION_DAILY_AFTER_DAYS and RETENTION_DAILY_AFTER_DAYS < RETENTION_HOURLY_AFTER_DAYS:
+    raise ImproperlyConfigured("POSTURE_RETENTION_DAILY_AFTER_DAYS must not be shorter than POSTURE_RETENTION_HOURLY_AFTER_DAYS")
+if RETENTION_BATCH < 1:
+    raise ImproperlyConfigured("POSTURE_RETENTION_BATCH must be at least 1")
+
 # --- Email (reports) ---
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend" if os.environ.get("EMAIL_HOST") else "django.core.mail.backends.console.EmailBackend"
@@ -305,6 +323,8 @@ REPORT_SOFT_TIME_LIMIT = env_int("POSTURE_REPORT_SOFT_LIMIT", 600)
 REPORT_TIME_LIMIT = env_int("POSTURE_REPORT_HARD_LIMIT", 660)
 # A report that could not be stored is tried again after this many seconds, doubling (8 tries).
 REPORT_RETRY_BASE = env_int("POSTURE_REPORT_RETRY_BASE", 60)
+# Processes rendering a report's parts side by side (posture/reports/pdf.py); 0: one per CPU core.
+REPORT_WORKERS = env_int("POSTURE_REPORT_WORKERS", 0)
 # A worker child that grew past this (KiB) after a task is replaced: WeasyPrint on a
 # large fleet is the memory-hungry part.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("POSTURE_WORKER_MAX_MEMORY_KB", 1024 * 1024)

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import polling
+from . import polling, retention
 from .models import Channel, DockerHost, Finding, Notification, PollRun, Report, ReportSchedule, ReportStatus, Transition
 from .notify import messages, send, transitions
 from .reports.generate import ReportNotStored, generate
@@ -97,6 +97,14 @@ def expire_acceptances() -> int:
     if expired:
         log.info("%d risk acceptance(s) expired", expired)
     return expired
+
+
+@shared_task(ignore_result=True, soft_time_limit=retention.RUN_SECONDS + 60, time_limit=retention.RUN_SECONDS + 120)
+def prune_history() -> dict[str, object]:
+    """Drop history past the retention policies, a short batch at a time (``posture/retention.py``)."""
+    pruned = retention.prune()
+    log.info("retention: %s", pruned)
+    return pruned.as_dict()
 
 
 @shared_task(ignore_result=True, soft_time_limit=30, time_limit=60)

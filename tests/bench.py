@@ -1,24 +1,27 @@
-"""Benchmarks: ``make bench`` (``python -m tests.bench``) writes docs/benchmarks.md.
+"""``make bench`` (``python -m tests.bench``): every benchmark, one run, docs/benchmarks.md.
 
-Measured on real parts: a Docker engine started here, PostgreSQL, WeasyPrint. Numbers
-are wall-clock seconds and peak resident memory of the process doing the work.
-Nothing here asserts a time: targets are read from the file, not enforced in tests.
+Each ``tests/bench_*.py`` module that has ``run() -> str`` is a section: run in the order
+of ``ORDER`` (then any other, by name), against a database of its own (``posture_bench``, ``_N`` for test slot N,
+emptied before each section) on the real parts — PostgreSQL, Redis, Docker engines and the
+simulator as a section needs them. A section that fails is written with its error and the
+others still run. ``python -m tests.bench bench_pages`` runs the sections named and
+prints them, leaving the file alone.
+
+Numbers are wall-clock unless a section says otherwise, on a machine other work may share:
+each section is written with the load average before it. Nothing here asserts a time:
+targets are read from the file, not enforced in tests.
 """
 
 from __future__ import annotations
 
-import json
-import multiprocessing
+import importlib
 import os
 import platform
-import resource
-import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import django
 
@@ -26,184 +29,75 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "posture.settings")
 django.setup()
 
 from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import get_runner  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from posture.collector.parse import build_snapshot  # noqa: E402
-from posture.collector.snapshot import Connection, HostSnapshot  # noqa: E402
-from posture.models import DockerHost, PollRun  # noqa: E402
-from posture.reports import context  # noqa: E402
-from posture.reports.pdf import render_pdf  # noqa: E402
-from posture.rules import Evaluation, evaluate  # noqa: E402
-
-from .engines import TestEngine  # noqa: E402
-from .observe import snapshot_of  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "tests" / "fixtures" / "engine" / "mixed-exposure.json"
+# Pipeline first (it wants the machine to itself), then pages, storage and the report, then
+# the parts' own numbers.
+ORDER = ("bench_pipeline", "bench_pages", "bench_storage", "bench_report", "bench_explorer", "bench_watcher", "bench_core", "bench_simulator")
 
 
-def in_child(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``fn`` in a forked child and return its result plus the child's peak RSS."""
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-
-    def run() -> None:
-        connection.close()  # the child opens its own
-        result = fn()
-        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        queue.put(result)
-
-    proc = ctx.Process(target=run)
-    proc.start()
-    result = queue.get(timeout=1800)
-    proc.join()
-    return result
+def sections(names: list[str] | None = None) -> list[tuple[str, Callable[[], str]]]:
+    found = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+    chosen = names or [*(n for n in ORDER if n in found), *(n for n in found if n not in ORDER)]
+    modules = [(name, importlib.import_module(f"tests.{name}")) for name in chosen]
+    return [(name, module.run) for name, module in modules if callable(getattr(module, "run", None))]
 
 
-def recorded_snapshot(copies: int = 1) -> HostSnapshot:
-    raw = json.loads(FIXTURE.read_text())
-    containers = []
-    for i in range(copies):
-        for c in raw["containers"]:
-            clone = json.loads(json.dumps(c))
-            clone["Id"] = f"{i:04d}{clone['Id'][4:]}"
-            clone["Name"] = f"{clone['Name']}-{i}"
-            labels = clone["Config"].get("Labels") or {}
-            if "com.docker.compose.service" in labels:
-                labels["com.docker.compose.container-number"] = str(i + 1)
-            containers.append(clone)
-    return build_snapshot(
-        collected_at=timezone.now().isoformat(),
-        connection=Connection(scheme="unix", address="unix:///var/run/docker.sock"),
-        version=raw["version"],
-        info=raw["info"],
-        networks=raw["networks"],
-        containers=containers,
-    )
+def machine() -> str:
+    memory = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0].split()[0]
+    return f"{platform.machine()}, {os.cpu_count()} cores, {int(memory) // 1024 // 1024} GiB, Linux {platform.release()}, Python {platform.python_version()}, PostgreSQL {postgres}"
 
 
-def bench_rules() -> dict[str, Any]:
-    snap = recorded_snapshot(copies=100)
-    runs = []
-    for _ in range(5):
-        started = time.perf_counter()
-        specs = evaluate(snap, host_name="bench")
-        runs.append(time.perf_counter() - started)
-    return {"containers": len(snap.containers), "findings": len(specs), "median_s": round(statistics.median(runs), 4)}
+def load() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def bench_reconcile() -> dict[str, Any]:
-    snap = recorded_snapshot(copies=20)
-    specs = evaluate(snap, host_name="bench")
-    host = DockerHost.objects.create(name="bench-reconcile", url="unix:///bench.sock")
-    timings = []
-    for _ in range(3):
-        run = PollRun.begin(host, "bench")
-        started = time.perf_counter()
-        host.apply_snapshot(snap, Evaluation(specs=specs), run)
-        timings.append(time.perf_counter() - started)
-    return {
-        "containers": len(snap.containers),
-        "findings": len(specs),
-        "first_s": round(timings[0], 3),
-        "unchanged_s": round(statistics.median(timings[1:]), 3),
-    }
-
-
-def bench_poll(engine: TestEngine, containers: int = 50) -> dict[str, Any]:
-    for i in range(containers):
-        engine.container(f"bench-{i}", ports={"80/tcp": 20000 + i} if i % 3 == 0 else None, cap_add=["NET_RAW"] if i % 5 == 0 else None)
-    started = time.perf_counter()
-    first = snapshot_of(engine.url)
-    cold = time.perf_counter() - started
-    started = time.perf_counter()
-    again = snapshot_of(engine.url, previous=first)
-    warm = time.perf_counter() - started
-    return {
-        "containers": len(first.containers),
-        "cold_s": round(cold, 3),
-        "cold_api_calls": first.api_calls,
-        "incremental_s": round(warm, 3),
-        "incremental_api_calls": again.api_calls,
-    }
-
-
-def bench_report(hosts: int = 100) -> dict[str, Any]:
-    DockerHost.objects.all().delete()  # exactly the benchmark's hosts
-    snap = recorded_snapshot(copies=1)
-    specs = evaluate(snap, host_name="bench")
-    for i in range(hosts):
-        host = DockerHost.objects.create(name=f"bench-{i:03d}", url=f"unix:///bench/{i}.sock", labels={"env": "prod" if i % 2 else "stage"})
-        host.apply_snapshot(snap, Evaluation(specs=specs), PollRun.begin(host, "bench"))
-    end = timezone.now()
-
-    def render() -> dict[str, Any]:
-        started = time.perf_counter()
-        ctx = context.build(labels={}, start=end - timedelta(days=7), end=end, title="Benchmark")
-        gathered = time.perf_counter()
-        pdf = render_pdf(ctx)
-        done = time.perf_counter()
-        return {
-            "hosts": len(ctx["hosts"]),
-            "pages": pdf.pages,
-            "bytes": len(pdf.data),
-            "context_s": round(gathered - started, 2),
-            "render_s": round(done - gathered, 2),
-            "total_s": round(done - started, 2),
-        }
-
-    return in_child(render)
-
-
-def main() -> None:
-    settings.DATABASES["default"]["TEST"]["NAME"] = "posture_bench"  # never the real database
+def main(argv: list[str]) -> int:
+    # Never the real database, nor another checkout's bench (POSTURE_TEST_SLOT, as the tests).
+    slot = os.environ.get("POSTURE_TEST_SLOT", "0")
+    settings.DATABASES["default"]["TEST"]["NAME"] = "posture_bench" + (f"_{slot}" if slot != "0" else "")
     runner = get_runner(settings)(verbosity=0, interactive=False)
     old = runner.setup_databases()
-    engine = TestEngine(name="bench", index=8).start()
+    written: list[str] = []
     try:
-        results = {
-            "rules": bench_rules(),
-            "reconcile": bench_reconcile(),
-            "poll": bench_poll(engine),
-            "report": bench_report(),
-        }
+        about = machine()
+        for name, run in sections(argv or None):
+            call_command("flush", interactive=False, verbosity=0)  # each section starts from an empty database
+            before, started = load(), time.perf_counter()
+            print(f"== {name} (load {before})", flush=True)
+            try:
+                text = run().strip()
+            except Exception:  # noqa: BLE001 - the other sections still run
+                text = f"## {name}\n\nFailed:\n\n```\n{traceback.format_exc()}```"
+            text += f"\n\n<sub>`tests/{name}.py`, {time.perf_counter() - started:.0f} s, load average before it {before} (1 / 5 / 15 min).</sub>"
+            print(text, flush=True)
+            written.append(text)
     finally:
-        engine.stop()
         runner.teardown_databases(old)
-    write(results)
-    print(json.dumps(results, indent=2))
+    if not argv:
+        write(about, written)
+    return 0
 
 
-def write(r: dict[str, Any]) -> None:
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {connection.vendor} database"
-    rp, rr, pl, rc = r["report"], r["rules"], r["poll"], r["reconcile"]
-    text = f"""# Benchmarks
+def write(about: str, texts: list[str]) -> None:
+    body = "\n\n".join(texts)
+    (ROOT / "docs" / "benchmarks.md").write_text(f"""# Benchmarks
 
-Produced by `make bench` (that is, `python -m tests.bench` against PostgreSQL and a
-Docker engine started for the run) on {timezone.now():%Y-%m-%d}, {machine}.
-Re-run it after changing the collector, the rules, reconciliation or the report
-templates, and commit the new file.
+Produced by `make bench` (`python -m tests.bench`: every `tests/bench_*.py` with a `run()`, against
+PostgreSQL, Redis, Docker engines and the simulator) on {timezone.now():%Y-%m-%d}, on {about}.
+The machine may be shared: each section says the load average it started under. Re-run it
+after changing what a section measures, and commit the new file.
 
-| what | measured | result |
-|---|---|---|
-| 100-host PDF report | {rp["hosts"]} hosts, {rp["pages"]} pages, {rp["bytes"] // 1024} KiB | **{rp["total_s"]} s** ({rp["context_s"]} s queries, {rp["render_s"]} s WeasyPrint), **peak RSS {rp["peak_rss_mb"]} MB** |
-| poll of a real engine | {pl["containers"]} containers | cold {pl["cold_s"]} s / {pl["cold_api_calls"]} API calls; incremental {pl["incremental_s"]} s / {pl["incremental_api_calls"]} API calls |
-| rule catalog | {rr["containers"]} containers → {rr["findings"]} findings | {rr["median_s"]} s (median of 5) |
-| reconcile one poll | {rc["containers"]} containers, {rc["findings"]} findings | first {rc["first_s"]} s, unchanged {rc["unchanged_s"]} s |
-
-Targets: a weekly 100-host report renders in under a minute and under 1 GiB (the
-report worker's `--max-memory-per-child` default); an unchanged engine costs one list
-call per kind plus inspects of what changed.
-
-What keeps the report fast: only critical and high findings carry their full
-remediation, medium and lower are one table row each, the change list is capped at
-{context.MAX_CHANGES_LISTED} rows (the counts stay complete), trend charts use daily averages,
-and the context is gathered in a fixed number of queries whatever the fleet size.
-"""
-    (ROOT / "docs" / "benchmarks.md").write_text(text)
+{body}
+""")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

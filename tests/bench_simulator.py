@@ -1,4 +1,5 @@
-"""How much the simulated fleet costs per request: ``python -m tests.bench_simulator``.
+"""How much the simulated fleet costs per request: ``python -m tests.bench_simulator``, and
+a section of ``make bench`` (``run()``).
 
 A measurement for the benchmark, not a test. The simulator runs in a child process
 (``Simulator`` on its own event loop); clients in other processes use the docker SDK
@@ -87,7 +88,7 @@ def measure(urls: list[str], pid: int, kind: str, seconds: float = 5.0, clients:
     return {"kind": kind, "count": count, "per_s": round(count / elapsed), "simulator_cpu_us_each": round(used / count * 1e6, 1)}
 
 
-def run(hosts: int, containers: int) -> dict[str, Any]:
+def measure_fleet(hosts: int, containers: int) -> dict[str, Any]:
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
     with tempfile.TemporaryDirectory(prefix="posture-simbench-") as tmp:
@@ -105,10 +106,33 @@ def run(hosts: int, containers: int) -> dict[str, Any]:
             proc.join(timeout=30)
 
 
+def run() -> str:
+    """The section of ``make bench`` (``tests/bench.py``)."""
+    r = measure_fleet(1000, 50)
+    rows = "\n".join(
+        f"| {kind} | {r[kind]['count']} in 5 s from 2 clients | {r[kind]['per_s']} | {r[kind]['simulator_cpu_us_each']} µs |"
+        for kind in ("ping", "info", "list", "poll")
+    )
+    return f"""## The simulated fleet
+
+`python -m tests.bench_simulator` (docs/simulator.md): {r["hosts"]} hosts of {r["containers"]} containers
+started in {r["start_s"]} s in {r["rss_mb"]} MB; clients in two other processes over keep-alive
+connections, as a poll makes them ("poll": a whole unchanged poll by the collector, each call
+on a fresh connection as the docker SDK makes them).
+
+| request | measured | per second | simulator CPU each |
+|---|---|---|---|
+{rows}
+
+Requests a second are bound by the clients on this machine; the simulator's CPU per
+request is what a poll costs it.
+"""
+
+
 def main() -> None:
     hosts = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     containers = int(sys.argv[2]) if len(sys.argv) > 2 else 50
-    print(json.dumps(run(hosts, containers), indent=2))
+    print(json.dumps(measure_fleet(hosts, containers), indent=2))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,16 @@ def _fast_password_hashing() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rule_counts() -> None:
+    """The rules page keeps its counts in the cache for a minute; each test counts its own rows."""
+    from django.core.cache import cache
+
+    from posture.views.rules import HITS_CACHE_KEY
+
+    cache.delete(HITS_CACHE_KEY)
+
+
 def _start(name: str, index: int, extra: list[str] | None = None, external: str = "") -> TestEngine:
     try:
         return TestEngine(name=name, index=index, extra_args=extra or [], external_url=external).start()

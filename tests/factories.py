@@ -174,7 +174,7 @@ def containers(host: DockerHost, snap: HostSnapshot) -> list[ContainerRecord]:
 def risk_sample(host: DockerHost, *, poll: PollRun | None = None, at: datetime | None = None) -> RiskSample:
     """Score the host's findings as a poll does, and keep the score on the host row."""
     sample = RiskSample.record(host, poll, at or timezone.now())
-    host.save(update_fields=["risk_score", "risk_breakdown"])
+    host.save(update_fields=DockerHost.SUMMARY_FIELDS)
     return sample
 
 

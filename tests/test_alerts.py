@@ -165,7 +165,9 @@ def test_stale_hosts_and_expiring_acceptances_are_announced_once_per_spell(engin
     add_channel("ops", webhook.url(), "--events", "unreachable,expiring")
     finding = Finding.objects.filter(host=host).exclude(severity="info").first()
     finding.accept(by=analyst, until=timezone.now() + timedelta(days=3), justification="waiting for the vendor fix")
-    DockerHost.objects.filter(pk=host.pk).update(last_success_at=timezone.now() - timedelta(days=1))
+    host.refresh_from_db()
+    host.last_success_at = timezone.now() - timedelta(days=1)  # saved, so stale_at follows
+    host.save(update_fields=["last_success_at"])
     assert notify_scan() == 1
     note = Notification.objects.get()
     assert {t["event"] for t in note.transitions} == {"unreachable", "expiring"}
@@ -332,6 +334,8 @@ def test_a_sent_notification_is_never_sent_again(webhook):
 def test_paused_hosts_are_not_announced_as_stale():
     paused = DockerHost.objects.create(name="paused", url="unix:///run/paused.sock", enabled=False)
     never = DockerHost.objects.create(name="never-polled", url="unix:///run/never.sock")
-    DockerHost.objects.update(created_at=timezone.now() - timedelta(days=2))
+    for host in (paused, never):  # registered two days ago: saved, so stale_at follows
+        host.created_at = timezone.now() - timedelta(days=2)
+        host.save(update_fields=["created_at"])
     assert [t.host_name for t in transitions.stale(timezone.now())] == [never.name]
     assert paused.name not in {t.host_name for t in transitions.stale(timezone.now())}

@@ -57,7 +57,13 @@ def test_database_connections_are_kept_across_tasks_and_closed_only_when_broken_
 
 def test_beat_runs_the_dispatchers():
     tasks = {entry["task"] for entry in app.conf.beat_schedule.values()}
-    assert tasks == {"posture.tasks.dispatch_polls", "posture.tasks.expire_acceptances", "posture.tasks.dispatch_reports", "posture.tasks.notify_scan"}
+    assert tasks == {
+        "posture.tasks.dispatch_polls",
+        "posture.tasks.expire_acceptances",
+        "posture.tasks.dispatch_reports",
+        "posture.tasks.notify_scan",
+        "posture.tasks.prune_history",
+    }
 
 
 def test_models_and_migrations_agree(db):

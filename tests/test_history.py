@@ -189,11 +189,21 @@ def test_an_unreachable_host_is_marked_with_its_error(make_host, tmp_path):
 
 
 def test_a_host_without_a_good_poll_for_three_intervals_is_stale(db):
-    host = factories.host("h1", poll_interval=60)
-    assert host.display_status == "ok"
-    DockerHost.objects.filter(pk=host.pk).update(last_success_at=timezone.now() - timedelta(seconds=181))
-    host.refresh_from_db()
-    assert host.display_status == "stale"
+    fresh = factories.host("fresh", poll_interval=60, polled_at=timezone.now() - timedelta(seconds=170))
+    late = factories.host("late", poll_interval=60, polled_at=timezone.now() - timedelta(seconds=181))
+    never = factories.host("never", poll_interval=3600, last_status=HostStatus.NEW, last_poll_at=None, last_success_at=None)
+    assert (fresh.display_status, late.display_status, never.display_status) == ("ok", "stale", "new")
+    # The fleet filters read the same stored stale_at as the status shown.
+    assert list(DockerHost.objects.with_display_status(HostStatus.STALE)) == [late]
+    assert list(DockerHost.objects.with_display_status(HostStatus.OK)) == [fresh]
+    assert list(DockerHost.objects.with_display_status(HostStatus.NEW)) == [never]
+    poll_of(late, EMPTY)  # a good poll: fresh again for three more intervals
+    late.refresh_from_db()
+    assert late.display_status == "ok" and late.stale_at == late.last_success_at + timedelta(seconds=180)
+    assert list(DockerHost.objects.with_display_status(HostStatus.OK)) == [fresh, late]
+    late.poll_interval = 10  # an edited interval moves it too
+    late.register(actor=None, changed=["poll_interval"])
+    assert DockerHost.objects.get(pk=late.pk).stale_at == late.last_success_at + timedelta(seconds=30)
 
 
 def test_a_poll_records_its_cost_and_a_risk_sample(engine, make_host):

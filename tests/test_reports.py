@@ -5,6 +5,7 @@ parts (Redis, PostgreSQL, Celery workers)."""
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -19,7 +20,8 @@ from pypdf import PdfReader
 from weasyprint import HTML
 
 from posture.models import DockerHost, EventKind, Finding, FindingEvent, Frequency, Report, ReportSchedule, ReportStatus
-from posture.reports import context
+from posture.reports import context, forked
+from posture.reports import pdf as pdf_module
 from posture.reports.generate import generate
 from posture.reports.pdf import StaticOnlyFetcher, render_pdf, static_roots
 from posture.tasks import dispatch_reports
@@ -237,3 +239,36 @@ def test_report_queries_do_not_grow_with_accepted_risks(django_assert_max_num_qu
         _finding(host, n, "critical").accept(by=who, until=until, justification="Reviewed: internal only")
     with django_assert_max_num_queries(len(few.captured_queries)):
         render()
+
+
+@pytest.mark.django_db
+def test_a_report_rendered_in_parts_numbers_its_pages_and_contents_as_one(monkeypatch):
+    monkeypatch.setattr(pdf_module, "HOSTS_PER_PART", 1)  # a part per host, side by side
+    factories.polled_hosts(["alpha", "bravo", "charlie"])
+    end = timezone.now()
+    rendered = render_pdf(context.build(labels={}, start=end - timedelta(days=1), end=end, title="t"))
+    reader = PdfReader(io.BytesIO(rendered.data))
+    pages = [" ".join(page.extract_text().split()) for page in reader.pages]
+    assert rendered.pages == len(pages)
+    assert "Page" not in pages[0]  # the cover has no footer
+    assert all(page.endswith(f"Posture Page {n} of {len(pages)}") for n, page in enumerate(pages[1:], start=2))
+    contents = reader.pages[1].extract_text(extraction_mode="layout")  # each entry's page number on its line
+    for name in ("alpha", "bravo", "charlie"):
+        listed = int(re.search(rf"Host {name} +(\d+)", contents).group(1))
+        assert pages[listed - 1].startswith(f"Host {name}"), name
+    # The contents' links land on those pages.
+    targets = {str(a.get_object()["/Dest"]) for a in reader.pages[1]["/Annots"]}
+    assert {"summary", "changes", "accepted", "appendix"} < targets
+    for dest, where in reader.named_destinations.items():
+        if dest.startswith("host-"):
+            name = DockerHost.objects.get(pk=int(dest.removeprefix("host-"))).name
+            assert pages[reader.get_destination_page_number(where)].startswith(f"Host {name}")
+
+
+def test_a_part_that_fails_fails_the_report_with_its_error():
+    def broken() -> None:
+        raise ValueError("layout exploded")
+
+    with pytest.raises(forked.ChildFailed, match="layout exploded"):
+        forked.run([lambda: 1, broken, lambda: 3], workers=2)
+    assert forked.run([lambda: 1, lambda: "two"], workers=1) == [1, "two"]

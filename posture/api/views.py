@@ -48,7 +48,7 @@ class HostViewSet(viewsets.ModelViewSet):
     }
 
     def get_queryset(self) -> Any:
-        return DockerHost.objects.with_open_counts().order_by("name")
+        return DockerHost.objects.order_by("name")
 
     @extend_schema(
         parameters=[

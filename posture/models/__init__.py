@@ -8,6 +8,7 @@ from .hosts import DockerHost, Snapshot, validate_engine
 from .inventory import ContainerRecord, NetworkRecord, PublishedPort
 from .polls import PollRun
 from .reports import Frequency, Report, ReportSchedule, ReportStatus
+from .retention import RetentionMark
 from .tokens import ApiToken
 from .watch import HostWatch, Watcher
 
@@ -43,6 +44,7 @@ __all__ = [
     "Report",
     "ReportSchedule",
     "ReportStatus",
+    "RetentionMark",
     "RiskException",
     "RiskSample",
     "Severity",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Exists, F, OuterRef, Q, Window
+from django.db.models.functions import RowNumber, Trunc
 from django.utils import timezone
 
 from posture import risk
@@ -196,9 +196,12 @@ class Finding(models.Model):
             models.Index(fields=["subject_name"], name="finding_subject_name", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["compose_project"], name="finding_project"),
             models.Index(fields=["first_seen"], name="finding_first_seen"),
-            # ?resolved_since= ("resolved this week"): only resolved findings have a date to index.
+            # ?resolved_since= ("resolved this week") and retention (FindingQuerySet.resolved_before()):
+            # only resolved findings have a date to index.
             models.Index(fields=["resolved_at"], name="finding_resolved_at", condition=Q(resolved_at__isnull=False)),
             models.Index(fields=["exception", "status"], name="finding_exception"),  # coverage counts, release
+            # FindingQuerySet.rule_hits() (the rules page): an index-only scan of what is current, in group order.
+            models.Index(fields=["rule_id", "host", "subject_key", "subject_type"], condition=~Q(status=FindingStatus.RESOLVED), name="finding_rule_hits"),
         ]
         permissions = [("accept_risk", "Can accept the risk of a finding")]
 
@@ -230,6 +233,17 @@ class Finding(models.Model):
         return type(self).objects._exceptions().accept_finding(self, by=by, until=until, justification=justification)
 
 
+class FindingEventQuerySet(models.QuerySet):
+    def superseded(self) -> FindingEventQuerySet:
+        """These events less the newest of each kind of their finding: what retention may drop
+        while the events that explain a finding's current state (its last opening,
+        resolution, reopening, change, acceptance, expiry) stay."""
+        newer = FindingEvent.objects.filter(finding=OuterRef("finding"), kind=OuterRef("kind")).filter(
+            Q(at__gt=OuterRef("at")) | Q(at=OuterRef("at"), pk__gt=OuterRef("pk"))
+        )
+        return self.filter(Exists(newer))
+
+
 class FindingEvent(models.Model):
     """Append-only: rows are written, never updated."""
 
@@ -240,10 +254,12 @@ class FindingEvent(models.Model):
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     detail = models.JSONField(default=dict, blank=True)
 
+    objects = FindingEventQuerySet.as_manager()
+
     class Meta:
         ordering = ["at", "pk"]
         indexes = [
-            models.Index(fields=["finding", "at"], name="event_finding_at"),  # finding timeline
+            models.Index(fields=["finding", "at"], name="event_finding_at"),  # finding timeline, FindingEventQuerySet.superseded()
             models.Index(fields=["at"], name="event_at"),  # changed_since(), reports
         ]
 
@@ -261,7 +277,15 @@ class RiskSampleQuerySet(models.QuerySet):
     def latest_per_host(self, host_ids: list[int], points: int) -> RiskSampleQuerySet:
         """The last ``points`` samples of each host, oldest first, in one query."""
         ranked = self.filter(host__in=host_ids).annotate(rank=Window(RowNumber(), partition_by=F("host"), order_by=F("at").desc()))
-        return ranked.filter(rank__lte=points).order_by("host", "at")
+        return ranked.filter(rank__lte=points).order_by("host_id", "at")
+
+    def thinned_to(self, bucket: str) -> models.QuerySet:
+        """Ids of these samples that are not the last of their host's ``bucket`` ("hour" or
+        "day", UTC): downsampling keeps the score each host had at the end of each bucket."""
+        ranked = self.annotate(
+            rank=Window(RowNumber(), partition_by=[F("host_id"), Trunc("at", bucket, tzinfo=UTC)], order_by=[F("at").desc(), F("pk").desc()])
+        )
+        return ranked.filter(rank__gt=1).values_list("pk", flat=True)
 
 
 class RiskSample(models.Model):
@@ -308,16 +332,16 @@ class RiskSample(models.Model):
 
     @classmethod
     def record(cls, host: DockerHost, poll: PollRun | None, at: datetime, *, every: timedelta | None = None) -> RiskSample:
-        """Score the host's open findings; accepted ones count only once expired.
+        """Score the host's open findings (accepted ones count only once expired) and count
+        them per severity on the host row (``DockerHost.set_open_counts``); the caller
+        saves ``DockerHost.SUMMARY_FIELDS``.
 
         With ``every``, the sample is stored only when the score or its breakdown changed
         or the last one is older than that; otherwise it is returned unsaved."""
         now = timezone.now()
-        counted = [
-            f
-            for f in Finding.objects.filter(host=host).current().only("rule_id", "severity", "running", "exposed", "status", "accepted_until")
-            if f.status == FindingStatus.OPEN or (f.accepted_until is not None and f.accepted_until <= now)
-        ]
+        current = list(Finding.objects.filter(host=host).current().only("rule_id", "severity", "running", "exposed", "status", "accepted_until"))
+        host.set_open_counts(f.severity for f in current if f.status == FindingStatus.OPEN)
+        counted = [f for f in current if f.status == FindingStatus.OPEN or (f.accepted_until is not None and f.accepted_until <= now)]
         result = risk.score(f.as_risk_item() for f in counted)
         unchanged = (host.risk_score, host.risk_breakdown) == (result.score, result.as_json())
         host.set_risk(result)

@@ -6,13 +6,17 @@ State and decisions only: talking to an engine is ``posture/polling.py``.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber, TruncDay
 from django.utils import timezone
 
 from posture import risk
@@ -20,12 +24,16 @@ from posture.collector import HostSnapshot, InvalidEngineURL, Unchanged, parse_e
 from posture.rules import Evaluation
 
 from .audit import AuditAction, AuditEntry
-from .choices import HostStatus, PollStatus
+from .choices import HostStatus, PollStatus, Severity
 from .fields import EncryptedTextField
 from .findings import Finding, RiskSample
 from .inventory import ContainerRecord
 from .polls import PollRun
 from .querysets import HostQuerySet
+
+# The host's open findings per severity, kept on the row (``DockerHost.set_open_counts``):
+# the fleet page, its totals and its severity filter read them instead of counting findings.
+OPEN_COUNT_FIELDS = tuple(f"open_{s}" for s in Severity)
 
 log = logging.getLogger(__name__)
 # A risk sample is written when the score changes, and at least this often while a host is polled.
@@ -105,6 +113,17 @@ class DockerHost(models.Model):
     risk_high = models.PositiveIntegerField(default=0)
     # When the last risk sample was written: a sample is due when the score changes or hourly.
     risk_sampled_at = models.DateTimeField(null=True, blank=True)
+    # Open findings per severity (OPEN_COUNT_FIELDS) and in all, derived with the risk score.
+    open_critical = models.PositiveIntegerField(default=0)
+    open_high = models.PositiveIntegerField(default=0)
+    open_medium = models.PositiveIntegerField(default=0)
+    open_low = models.PositiveIntegerField(default=0)
+    open_info = models.PositiveIntegerField(default=0)
+    open_total = models.PositiveIntegerField(default=0)
+    # When the host turns stale without a good poll: (last good poll, or registration) +
+    # STALE_AFTER_INTERVALS × interval. Derived in save(), stored so that the stale and ok
+    # filters are one indexed comparison with "now" whatever the fleet's intervals.
+    stale_at = models.DateTimeField(null=True, blank=True)
     snapshot = models.ForeignKey("Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # What the host's findings were concluded from (``polling.evaluation_key``: snapshot
     # digest, rule code, host name); empty when some rule failed. A poll whose key
@@ -118,12 +137,19 @@ class DockerHost(models.Model):
 
     class Meta:
         ordering = ["name"]
-        indexes = [models.Index(fields=["enabled", "next_poll_at"], name="host_due")]  # due_for_poll()
+        indexes = [
+            models.Index(fields=["enabled", "next_poll_at"], name="host_due"),  # due_for_poll()
+            # HostQuerySet.with_display_status(): ?status=stale and ?status=ok|new on the fleet page.
+            models.Index(fields=["last_status", "stale_at"], name="host_status_stale"),
+            # The fleet page's default order (querysets.RISK_ORDER), read a page at a time from the index.
+            models.Index(fields=["-risk_score", "-risk_exposed_critical", "-risk_critical", "-risk_high", "-risk_points", "name"], name="host_risk_order"),
+        ]
         permissions = [("poll_host", "Can trigger a poll"), ("manage_hosts", "Can register and edit hosts")]
 
-    # Written together whenever the score changes (RiskSample.record).
-    # Saved together wherever the score is refreshed (RiskSample.record sets them all).
+    # Written together whenever the host's findings are scored (RiskSample.record sets them
+    # all): the score and what ranks equal scores, when it was sampled, the open counts.
     RISK_FIELDS = ("risk_score", "risk_breakdown", "risk_points", "risk_exposed_critical", "risk_critical", "risk_high", "risk_sampled_at")
+    SUMMARY_FIELDS = (*RISK_FIELDS, *OPEN_COUNT_FIELDS, "open_total")
 
     def __str__(self) -> str:
         return self.name
@@ -135,6 +161,28 @@ class DockerHost(models.Model):
     @property
     def risk_band(self) -> str:
         return risk.band(self.risk_score)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # stale_at follows the fields it is derived from: a save that writes any of them writes it too.
+        self.stale_at = self.stale_after()
+        fields = kwargs.get("update_fields")
+        if fields is not None and {"last_success_at", "poll_interval", "created_at"} & set(fields):
+            kwargs["update_fields"] = {*fields, "stale_at"}
+        super().save(*args, **kwargs)
+
+    def stale_after(self) -> datetime:
+        since = self.last_success_at or self.created_at or timezone.now()
+        return since + timedelta(seconds=self.STALE_AFTER_INTERVALS * self.poll_interval)
+
+    def set_open_counts(self, severities: Iterable[str]) -> None:
+        """Count open findings from their severities, on this instance; the caller saves
+        ``SUMMARY_FIELDS``. Called only by ``RiskSample.record``, which every change of a
+        finding's status goes through (a poll, an acceptance, its expiry), so the counts
+        move with the score."""
+        counts = Counter(severities)
+        for severity, field in zip(Severity, OPEN_COUNT_FIELDS, strict=True):
+            setattr(self, field, counts[severity.value])
+        self.open_total = sum(counts.values())
 
     def clean(self) -> None:
         self.url = validate_engine(
@@ -149,9 +197,10 @@ class DockerHost(models.Model):
 
     @property
     def is_stale(self) -> bool:
-        """No good poll for ``STALE_AFTER_INTERVALS`` intervals (or never, that long after registration)."""
-        since = self.last_success_at or self.created_at
-        return since is not None and timezone.now() - since > timedelta(seconds=self.STALE_AFTER_INTERVALS * self.poll_interval)
+        """No good poll for ``STALE_AFTER_INTERVALS`` intervals (or never, that long after registration).
+
+        Read from ``stale_at``, as the fleet filter reads it, so the two never disagree."""
+        return self.stale_at is not None and timezone.now() > self.stale_at
 
     @property
     def display_status(self) -> HostStatus:
@@ -278,12 +327,29 @@ class DockerHost(models.Model):
             run.finish(PollStatus.OK, at=timezone.now())
             self.evaluated, self.answers_digest = ("" if evaluation.errors else key), snap.answers
             fields = self._succeeded(run) + self._pin(pinned_host_keys)
-            fields += ["snapshot", "evaluated", "answers_digest", *self.RISK_FIELDS]
+            fields += ["snapshot", "evaluated", "answers_digest", *self.SUMMARY_FIELDS]
             self.save(update_fields=fields)
 
     def refresh_risk(self, poll: PollRun | None = None) -> None:
         RiskSample.record(self, poll, timezone.now())
-        self.save(update_fields=list(self.RISK_FIELDS))
+        self.save(update_fields=self.SUMMARY_FIELDS)
+
+
+class SnapshotQuerySet(models.QuerySet):
+    def beyond_retention(self, *, keep_last: int, daily_since: datetime) -> list[int]:
+        """Ids of these snapshots that retention drops: all but each host's last
+        ``keep_last``, the last of each day since ``daily_since``, and the host's current one.
+
+        Ranked over each host's whole history, so filter to the hosts to look at, not to rows.
+        """
+        ranked = self.annotate(
+            recent=Window(RowNumber(), partition_by=F("host_id"), order_by=[F("taken_at").desc(), F("pk").desc()]),
+            of_day=Window(RowNumber(), partition_by=[F("host_id"), TruncDay("taken_at", tzinfo=UTC)], order_by=[F("taken_at").desc(), F("pk").desc()]),
+        ).filter(recent__gt=keep_last)
+        # (A window may not be filtered with OR in SQL: the day test is made here.)
+        doomed = [pk for pk, taken_at, of_day in ranked.values_list("pk", "taken_at", "of_day") if taken_at < daily_since or of_day > 1]
+        current = set(DockerHost.objects.filter(snapshot_id__in=doomed).values_list("snapshot_id", flat=True))
+        return [pk for pk in doomed if pk not in current]
 
 
 class Snapshot(models.Model):
@@ -294,8 +360,12 @@ class Snapshot(models.Model):
     digest = models.CharField(max_length=64)
     data = models.JSONField()
 
+    objects = SnapshotQuerySet.as_manager()
+
     class Meta:
         ordering = ["-taken_at"]
+        # Retention: the hosts that stored a snapshot, or whose snapshots aged past the policy, since the last pass.
+        indexes = [models.Index(fields=["taken_at"], name="snapshot_taken_at")]
 
     def snapshot(self) -> HostSnapshot:
         return HostSnapshot.from_dict(self.data)

@@ -30,6 +30,9 @@ class PollRunQuerySet(models.QuerySet):
     def running(self) -> PollRunQuerySet:
         return self.filter(status=PollStatus.RUNNING)
 
+    def started_before(self, cutoff: datetime) -> PollRunQuerySet:
+        return self.filter(started_at__lt=cutoff)
+
     def holding(self, host_ids: list[int], now: datetime | None = None) -> PollRunQuerySet:
         """The runs that hold a lease on one of ``host_ids`` now (a poll of them is running)."""
         return self.running().filter(host_id__in=host_ids, lease_until__gte=now or timezone.now())
@@ -74,6 +77,7 @@ class PollRun(models.Model):
         indexes = [
             models.Index(fields=["host", "-started_at"], name="poll_host_recent"),  # host page poll history
             models.Index(fields=["lease_until"], condition=Q(status=PollStatus.RUNNING), name="poll_running"),  # sweep()
+            models.Index(fields=["started_at"], name="poll_started"),  # retention: PollRunQuerySet.started_before()
         ]
         # The lease: one running poll per host (also serves start()'s look-up of a stale one).
         constraints = [models.UniqueConstraint(fields=["host"], condition=Q(status=PollStatus.RUNNING), name="one_running_poll_per_host")]

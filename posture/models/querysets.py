@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import models, transaction
-from django.db.models import Count, F, Q, Value
+from django.db import connections, models, transaction
+from django.db.models import Case, Count, F, Max, Q, Sum, Value, When
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from posture import risk
 
-from .choices import FindingStatus, HostStatus, PollStatus, Severity, severity_rank
+from .choices import FindingStatus, HostStatus, PollStatus, Severity, SubjectType, severity_rank
 
 # Riskiest first; equal scores rank by exposed criticals, criticals, highs, then points (posture/risk.py).
 RISK_ORDER = ("-risk_score", "-risk_exposed_critical", "-risk_critical", "-risk_high", "-risk_points", "name")
@@ -83,34 +83,24 @@ class HostQuerySet(models.QuerySet):
         return claims
 
     def stale_q(self, now: datetime | None = None) -> Q:
-        """Hosts with no good poll for ``STALE_AFTER_INTERVALS`` intervals (``DockerHost.is_stale``) as a Q.
-
-        Interval arithmetic in SQL differs between SQLite and PostgreSQL, so the Q is
-        built per distinct interval (one small query; fleets use few intervals).
-        """
-        now = now or timezone.now()
-        after = self.model.STALE_AFTER_INTERVALS
-        stale = Q(pk__in=[])
-        for interval in self.model.objects.order_by().values_list("poll_interval", flat=True).distinct():
-            since = now - timedelta(seconds=after * interval)
-            stale |= Q(poll_interval=interval) & (Q(last_success_at__lt=since) | Q(last_success_at__isnull=True, created_at__lt=since))
-        return stale & Q(last_status__in=[HostStatus.OK, HostStatus.NEW])
+        """Hosts with no good poll for ``STALE_AFTER_INTERVALS`` intervals (``DockerHost.is_stale``):
+        one comparison with the stored ``stale_at``, on the ``host_status_stale`` index."""
+        return Q(last_status__in=[HostStatus.OK, HostStatus.NEW], stale_at__lt=now or timezone.now())
 
     def with_display_status(self, status: HostStatus, now: datetime | None = None) -> HostQuerySet:
         """Filter by what the pages show (``DockerHost.display_status``)."""
+        now = now or timezone.now()
         if status == HostStatus.STALE:
             return self.filter(self.stale_q(now))
         if status in (HostStatus.OK, HostStatus.NEW):
-            return self.filter(last_status=status).exclude(self.stale_q(now))
+            return self.filter(last_status=status, stale_at__gte=now)
         return self.filter(last_status=status)
 
-    def with_open_counts(self) -> HostQuerySet:
-        """Open finding counts per severity, in the same query (fleet page, reports)."""
-        open_ = Q(findings__status=FindingStatus.OPEN)
-        return self.annotate(
-            open_total=Count("findings", filter=open_),
-            **{f"open_{sev}": Count("findings", filter=open_ & Q(findings__severity=sev)) for sev in Severity},
-        )
+    def open_totals(self) -> dict[str, int]:
+        """Open findings per severity over these hosts, and how many hosts: one aggregate
+        over the hosts' stored counts (``DockerHost.set_open_counts``), never over findings."""
+        sums = self.aggregate(hosts=Count("pk"), **{s.value: Sum(f"open_{s}") for s in Severity})
+        return {key: value or 0 for key, value in sums.items()}
 
     def by_risk(self) -> HostQuerySet:
         return self.order_by(*RISK_ORDER)
@@ -158,8 +148,31 @@ class FindingQuerySet(models.QuerySet):
     def at_least(self, severity: str) -> FindingQuerySet:
         return self.filter(severity__in=Severity.at_least(severity))
 
+    def resolved_before(self, cutoff: datetime) -> FindingQuerySet:
+        return self.filter(status=FindingStatus.RESOLVED, resolved_at__lt=cutoff)
+
     def acceptance_expired(self, now: datetime | None = None) -> FindingQuerySet:
         return self.filter(status=FindingStatus.ACCEPTED, accepted_until__lte=now or timezone.now())
+
+    def rule_hits(self) -> dict[str, dict[str, int]]:
+        """Per rule, how many hosts, containers (a host's subject) and findings these
+        findings hit: the rules page's counts.
+
+        Grouped three times, in the order of the ``finding_rule_hits`` index (rule, host,
+        subject), so every level streams over an index-only scan with no sort and no
+        COUNT(DISTINCT). The ORM has no subquery in FROM: the outer two levels wrap its SQL.
+        """
+        container = Max(Case(When(subject_type=SubjectType.CONTAINER, then=1), default=0))
+        per_subject = self.order_by().values("rule_id", "host_id", "subject_key").annotate(n=Count("*"), container=container)
+        sql, params = per_subject.query.sql_with_params()
+        per_rule = (
+            "SELECT rule_id, COUNT(*), SUM(containers), SUM(n) FROM ("
+            f"SELECT rule_id, host_id, SUM(container) AS containers, SUM(n) AS n FROM ({sql}) per_subject GROUP BY rule_id, host_id"
+            ") per_host GROUP BY rule_id"
+        )
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(per_rule, params)
+            return {rule: {"hosts": hosts, "containers": int(containers), "findings": int(n)} for rule, hosts, containers, n in cursor.fetchall()}
 
     def by_severity(self) -> FindingQuerySet:
         """Worst first, then by rule and subject: the order of every findings list."""

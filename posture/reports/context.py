@@ -40,7 +40,7 @@ def _draw_riskiest(hosts: list[DockerHost], sections: dict[int, HostSection], op
 
 
 def build(*, labels: dict[str, str], start: datetime, end: datetime, title: str) -> dict[str, Any]:
-    hosts = list(DockerHost.objects.with_labels(labels).with_open_counts().by_risk())
+    hosts = list(DockerHost.objects.with_labels(labels).by_risk())
     ids = [h.pk for h in hosts]
     totals = {s.value: sum(getattr(h, f"open_{s}") for h in hosts) for s in Severity}
 

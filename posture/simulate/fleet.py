@@ -88,6 +88,15 @@ class Simulator:
     def urls(self) -> list[str]:
         return [f"unix://{h.socket}" for h in self.hosts]
 
+    def plan(self, epoch_ns: int | None = None) -> list[SimHost]:
+        """The hosts this simulator serves, as they start, without serving them: the same
+        seed gives the same hosts (``manage.py demo`` builds their history from copies)."""
+        rec, epoch = load(), epoch_ns or time.time_ns()
+        return [
+            SimHost(rec, seed=self.seed, index=index, containers=self.containers, socket=self.directory / f"sim-{index:04d}.sock", epoch_ns=epoch)
+            for index in range(1, self.count + 1)
+        ]
+
     async def start(self) -> None:
         longest = self.directory / f"sim-{self.count:04d}.sock"
         if len(str(longest)) > MAX_SOCKET_PATH:
@@ -98,12 +107,10 @@ class Simulator:
         rec = load()
         version_body = json.dumps(rec.version, separators=(",", ":")).encode() + b"\n"
         headers = {k: v for k, v in rec.ping.items() if k.lower() in ("api-version", "docker-experimental", "ostype", "server")}
-        epoch = time.time_ns()
         try:
-            for index in range(1, self.count + 1):
-                path = self.directory / f"sim-{index:04d}.sock"
+            for host in self.plan():
+                path = host.socket
                 _clear_stale(path)
-                host = SimHost(rec, seed=self.seed, index=index, containers=self.containers, socket=path, epoch_ns=epoch)
                 # handler_cancellation: a client that goes away ends its /events stream.
                 runner = web.ServerRunner(
                     web.Server(EngineHandler(host, version_body, headers), handler_cancellation=True, access_log=None), shutdown_timeout=2

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Page, Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
@@ -23,13 +24,23 @@ def get_finding(host: str, pk: int) -> Finding:
     return get_object_or_404(Finding.objects.select_related("host", "exception__owner", "exception__host"), pk=pk, host__name=host)
 
 
+# A finding that flaps for months has thousands of events: the page shows the latest of them.
+EVENTS_PER_PAGE = 100
+
+
+def _timeline(request: HtmxHttpRequest, finding: Finding) -> Page:
+    """One page of the finding's events in time order; without ``?events=``, the latest page."""
+    paginator = Paginator(finding.events.select_related("actor"), EVENTS_PER_PAGE)
+    return paginator.get_page(request.GET.get("events") or paginator.num_pages)
+
+
 def _context(request: HtmxHttpRequest, finding: Finding, form: AcceptRiskForm | None = None) -> dict[str, object]:
     return {
         "finding": finding,
         "host": finding.host,
         "rule": finding.rule,
         "evidence": json.dumps(finding.evidence, indent=2, sort_keys=True),
-        "events": finding.events.select_related("actor", "poll"),
+        "events": _timeline(request, finding),
         "own_exceptions": finding.exceptions.select_related("owner"),
         "form": form or AcceptRiskForm(),
         "can_accept": request.user.has_perm("posture.accept_risk"),

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
-from django.db.models import Q, Sum
+from django.db.models import Q
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 
@@ -31,7 +31,8 @@ BAND_NAMES = [name for name, _low, _high in risk.BANDS]
 def _filtered(request: HtmxHttpRequest) -> tuple[object, dict[str, str], str]:
     """The hosts the filters select, the filters as given, and a problem with them if any."""
     params = {k: request.GET.get(k, "").strip() for k in ("q", "label", "status", "severity", "sort", "band")}
-    hosts = DockerHost.objects.with_open_counts()
+    # Every column shown is on the host row (open counts included): no join, no count of findings.
+    hosts = DockerHost.objects.all()
     problem = ""
     if params["q"]:
         hosts = hosts.filter(Q(name__icontains=params["q"]) | Q(url__icontains=params["q"]))
@@ -79,15 +80,15 @@ def fleet(request: HtmxHttpRequest) -> HttpResponse:
         trends[host_id].append(score)
     rows = [(h, charts.sparkline(trends[h.pk], label=f"risk trend of {h.name}")) for h in page]
     bands = _bands(request)
-    totals = DockerHost.objects.with_open_counts().aggregate(**{s.value: Sum(f"open_{s}") for s in Severity})
-    totals = {s.value: totals[s.value] or 0 for s in Severity}
+    sums = DockerHost.objects.open_totals()
+    totals = {s.value: sums[s.value] for s in Severity}
     context = {
         "page": page,
         "rows": rows,
         "params": params,
         "problem": problem,
         "totals": totals,
-        "host_count": DockerHost.objects.count(),
+        "host_count": sums["hosts"],
         "severity_bar": charts.severity_bar(totals),
         "bands": bands,
         "band_chart": charts.risk_bands({b["name"]: b["count"] for b in bands}),

@@ -6,7 +6,7 @@ from itertools import groupby
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
@@ -14,36 +14,57 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from posture import charts, polling
 from posture.forms import HostForm
-from posture.models import AuditAction, AuditEntry, ContainerRecord, DockerHost, Finding, FindingEvent, FindingStatus, PollRun, PollStatus, PublishedPort
+from posture.models import AuditAction, AuditEntry, ContainerRecord, DockerHost, Finding, FindingEvent, PollRun, PollStatus, PublishedPort
 from posture.tasks import poll_host
 
-from .rendering import HtmxHttpRequest, render_page
+from .rendering import HtmxHttpRequest, paginate, query_without, render_page
 
 
 def get_host(name: str) -> DockerHost:
     return get_object_or_404(DockerHost.objects.select_related("snapshot", "watch"), name=name)
 
 
+# A host page stays small (~200 KiB) however big the host: long lists come a page at a time.
+FINDINGS_PER_PAGE = 50
+CONTAINERS_PER_PAGE = 50
+CHANGES_LISTED = 50
+
+
 def host_context(request: HtmxHttpRequest, host: DockerHost) -> dict[str, object]:
-    """Everything the host page shows, in a fixed number of queries."""
-    findings = list(Finding.objects.for_host(host).current().by_severity())
-    containers = ContainerRecord.objects.filter(host=host).prefetch_related(Prefetch("ports", queryset=PublishedPort.objects.order_by("container_port")))
+    """Everything the host page shows, in a fixed number of queries whatever the host's size."""
+    current = Finding.objects.for_host(host).current()
+    findings = paginate(request, current.by_severity(), per_page=FINDINGS_PER_PAGE, param="findings")
+    # Whole-host counts per severity for the headings, whichever page of findings is shown.
+    per_severity = dict(current.order_by().values_list("severity").annotate(n=Count("id")))
+    containers = paginate(
+        request,
+        ContainerRecord.objects.filter(host=host).prefetch_related(Prefetch("ports", queryset=PublishedPort.objects.order_by("container_port"))),
+        per_page=CONTAINERS_PER_PAGE,
+        param="containers",
+    )
     polls = list(PollRun.objects.filter(host=host)[:15])
     last_ok = next((p for p in polls if p.status == PollStatus.OK), None)
-    changes = list(FindingEvent.objects.filter(poll=last_ok).select_related("finding").order_by("kind", "finding__rule_id")) if last_ok else []
+    changes = (
+        FindingEvent.objects.filter(poll=last_ok).select_related("finding").order_by("kind", "finding__rule_id") if last_ok else FindingEvent.objects.none()
+    )
+    listed_changes = list(changes[:CHANGES_LISTED])
     samples = list(host.risk_samples.order_by("-at").values_list("at", "score")[:200])[::-1]
     return {
         "host": host,
         "watch": getattr(host, "watch", None),  # None until a watcher has seen the host
-        "grouped": [(sev, list(items)) for sev, items in groupby(findings, key=lambda f: f.severity)],
-        "open_count": sum(1 for f in findings if f.status == FindingStatus.OPEN),
+        "grouped": [(sev, list(items), per_severity.get(sev, 0)) for sev, items in groupby(findings, key=lambda f: f.severity)],
+        "findings_page": findings,
+        "findings_query": query_without(request, "findings"),
+        "open_count": host.open_total,
         "containers": containers,
+        "containers_query": query_without(request, "containers"),
         "networks": host.networks.all(),
         "engine": (host.snapshot.data.get("engine") if host.snapshot else None),
         "connection": (host.snapshot.data.get("connection") if host.snapshot else None),
         "host_state": (host.snapshot.data.get("host") if host.snapshot else None),
         "polls": polls,
-        "changes": changes,
+        "changes": listed_changes,
+        "more_changes": changes.count() - len(listed_changes),
         "risk_chart": charts.risk_history(samples),
         "can_poll": request.user.has_perm("posture.poll_host"),
         "can_manage": request.user.has_perm("posture.manage_hosts"),
@@ -53,7 +74,8 @@ def host_context(request: HtmxHttpRequest, host: DockerHost) -> dict[str, object
 @require_GET
 @permission_required("posture.view_dockerhost", raise_exception=True)
 def host_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
-    return render_page(request, "posture/host.html", host_context(request, get_host(name)))
+    # The findings and containers pagers ask for their own section only.
+    return render_page(request, "posture/host.html", host_context(request, get_host(name)), parts=("findings", "containers"))
 
 
 @require_POST

@@ -30,5 +30,15 @@ def render_page(
     return render(request, template, context, status=status)
 
 
-def paginate(request: HttpRequest, items: Any, per_page: int = 25) -> Page:
-    return Paginator(items, per_page).get_page(request.GET.get("page"))
+def paginate(request: HttpRequest, items: Any, per_page: int = 25, param: str = "page") -> Page:
+    """One page of ``items``, the number read from ``?{param}=`` (several lists on one page each have their own)."""
+    return Paginator(items, per_page).get_page(request.GET.get(param))
+
+
+def query_without(request: HttpRequest, *names: str) -> str:
+    """The request's query string less ``names`` and ``part``, ending in ``&`` when not
+    empty: the prefix of one list's pager links, which keep every other list's page."""
+    query = request.GET.copy()
+    for name in (*names, "part"):
+        query.pop(name, None)
+    return f"{query.urlencode()}&" if query else ""

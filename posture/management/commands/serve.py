@@ -1,4 +1,4 @@
-"""``manage.py serve``: web, workers, scheduler and event watcher together, supervised; Ctrl-C stops them all.
+"""``manage.py serve``: web, workers, scheduler and event watcher together (and the simulator, for make demo), supervised; Ctrl-C stops them all.
 
 Each child runs in a session of its own (Ctrl-C reaches them through us, in order) and
 is told by the kernel to stop if this process dies (``PR_SET_PDEATHSIG``), so a killed
@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -34,20 +35,27 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def commands(*, bind: str, port: int, concurrency: int) -> dict[str, list[str]]:
-    """What ``serve`` runs, by name (the README's systemd units run the same)."""
+def commands(*, bind: str, port: int, concurrency: int, simulate: int = 0) -> dict[str, list[str]]:
+    """What ``serve`` runs, by name (the README's systemd units run the same), with
+    ``simulate`` fake engines first for ``make demo``."""
     py = sys.executable
+    manage = str(Path(settings.BASE_DIR) / "manage.py")
     celery = [py, "-m", "celery", "-A", "posture"]
     # prefork: only it enforces hard time limits on a hung engine call.
     worker = [*celery, "worker", "--pool", "prefork", "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
-    return {
+    simulator: dict[str, list[str]] = {}
+    if simulate > 0:
+        # Started first, so its sockets are up before the first poll; gentle churn so the
+        # fleet keeps changing (each host about once an hour).
+        simulator["simulator"] = [py, manage, "simulate", "--hosts", str(simulate), "--churn", "0.02", "--interval", "60"]
+    return simulator | {
         "web": [py, "-m", "gunicorn", "posture.wsgi", "--bind", f"{bind}:{port}", "--workers", "2", "--access-logfile", "-"],
         "worker": [*worker, "--concurrency", str(concurrency), "-Q", "celery,reports,notify", "-n", "worker@%h"],
         # Failing hosts' polls, one at a time: a host that hangs until the deadline
         # cannot take the workers the others need. It helps with the rest when idle.
         "worker-failing": [*worker, "--concurrency", "1", "-Q", f"{FAILING_QUEUE},celery", "-n", "failing@%h"],
         "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
-        "watch": [py, str(settings.BASE_DIR / "manage.py"), "watch"],
+        "watch": [py, manage, "watch"],
     }
 
 
@@ -77,9 +85,16 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1"))
         parser.add_argument("--concurrency", type=int, default=2)
+        parser.add_argument(
+            "--simulate",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also serve N simulated engines (manage.py simulate, sockets in var/simulate/), as make demo does",
+        )
 
-    def handle(self, *args: Any, port: int, bind: str, concurrency: int, **opts: Any) -> None:
-        children = [Child(name, cmd) for name, cmd in commands(bind=bind, port=port, concurrency=concurrency).items()]
+    def handle(self, *args: Any, port: int, bind: str, concurrency: int, simulate: int, **opts: Any) -> None:
+        children = [Child(name, cmd) for name, cmd in commands(bind=bind, port=port, concurrency=concurrency, simulate=simulate).items()]
         stopping = False
 
         def stop(*_: object) -> None:
