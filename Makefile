@@ -59,7 +59,7 @@ run: install run-deps
 
 # `make run` on a simulated fleet of 50 hosts with a week of history, its own data in
 # var/demo/ (database, broker, keys, sockets), never a real installation's.
-DEMO := env -u DATABASE_URL -u REDIS_URL -u SECRET_KEY -u POSTURE_CREDENTIALS_KEY -u POSTURE_REPORTS_DIR POSTURE_VAR_DIR=$(CURDIR)/var/demo
+DEMO := env -u DATABASE_URL -u REDIS_URL -u SECRET_KEY -u SECRET_KEY_FILE -u POSTURE_CREDENTIALS_KEY -u POSTURE_CREDENTIALS_KEY_FILE -u POSTURE_REPORTS_DIR POSTURE_VAR_DIR=$(CURDIR)/var/demo
 demo: install run-deps
 	$(DEMO) $(BIN)/python manage.py migrate --noinput -v0
 	$(DEMO) $(BIN)/python manage.py collectstatic --noinput -v0

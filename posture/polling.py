@@ -6,7 +6,7 @@ host's findings were concluded from (``evaluation_key``) skips the rules and wri
 run and the host's status only.
 
 The I/O side of polling lives here (temporary credential files, the engine connection);
-``DockerHost`` keeps the state and the decisions (leases, how a result is stored).
+``DockerHost`` and ``PollRun`` keep the state and the decisions (the lease, how a result is stored).
 Tasks, the ``poll`` command and the host form's "Test connection" call this module.
 """
 

@@ -175,15 +175,6 @@ def test_stale_hosts_and_expiring_acceptances_are_announced_once_per_spell(engin
     assert notify_scan() == 0  # the same stale spell, the same acceptance: nothing new
 
 
-@pytest.mark.django_db
-def test_the_expiring_hook_takes_other_sources_of_exceptions():
-    def scoped_exceptions(now, until):
-        yield transition(key="expiring:exception:7:2030-01-01", event=AlertEvent.EXPIRING, severity="high", rule_id="host-network")
-
-    found = transitions.expiring(timezone.now(), sources=[*transitions.EXPIRING_SOURCES, scoped_exceptions])
-    assert [t.key for t in found] == ["expiring:exception:7:2030-01-01"]
-
-
 # --- the command line and the secrets ----------------------------------------------------
 
 

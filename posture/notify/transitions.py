@@ -8,7 +8,6 @@ same transition derived twice has the same key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -97,42 +96,36 @@ def stale(now: datetime) -> list[Transition]:
 
 
 # --- expiring exceptions ---------------------------------------------------------------
-# A source yields one transition per exception that ends within the window
-# ``(now, until]``. Key it by the row and its end, so a renewed one is announced again.
-ExpiringSource = Callable[[datetime, datetime], Iterable[Transition]]
 
 
-def expiring_exceptions(now: datetime, until: datetime) -> Iterator[Transition]:
-    """Active exceptions (scoped, or a single finding's acceptance) that end within the window.
+def expiring(now: datetime) -> list[Transition]:
+    """Active exceptions (scoped, or a single finding's acceptance) that end within
+    ``NOTIFY_EXPIRING_DAYS``, keyed by the exception and its end (a renewed one is
+    announced again).
 
     One transition per exception, however many findings it covers; a scope by host or by
     labels is what alert rules' label scopes are matched against, and the rule (or the
     severity ceiling) what their severity and rule scopes are.
     """
-    due = RiskException.objects.active(now).filter(expires_at__lte=until).select_related("host").with_coverage()
-    for exception in due:
-        rule = BY_ID.get(exception.rule_id)
-        severity = rule.severity.value if rule else exception.max_severity
-        host = exception.host
-        yield Transition(
-            key=f"expiring:exception:{exception.pk}:{exception.expires_at.isoformat()}",
-            event=AlertEvent.EXPIRING,
-            host_id=host.pk if host else 0,
-            host_name=host.name if host else "every matching host",
-            host_labels=dict(host.labels) | exception.labels if host else dict(exception.labels),
-            title=f"exception #{exception.pk} ({exception.describe()}) ends {exception.expires_at:%Y-%m-%d}; "
-            f"it covers {exception.covered_findings} open finding(s)",
-            path=reverse("exception", kwargs={"pk": exception.pk}),
-            severity=severity,
-            rule_id=exception.rule_id,
-            detail={"until": exception.expires_at.isoformat()},
-        )
-
-
-# Every source of expiring exceptions.
-EXPIRING_SOURCES: list[ExpiringSource] = [expiring_exceptions]
-
-
-def expiring(now: datetime, sources: Iterable[ExpiringSource] | None = None) -> list[Transition]:
     until = now + timedelta(days=settings.NOTIFY_EXPIRING_DAYS)
-    return [t for source in (EXPIRING_SOURCES if sources is None else sources) for t in source(now, until)]
+    due = RiskException.objects.active(now).filter(expires_at__lte=until).select_related("host").with_coverage()
+    return [_expiring(exception) for exception in due]
+
+
+def _expiring(exception: RiskException) -> Transition:
+    rule = BY_ID.get(exception.rule_id)
+    severity = rule.severity.value if rule else exception.max_severity
+    host = exception.host
+    return Transition(
+        key=f"expiring:exception:{exception.pk}:{exception.expires_at.isoformat()}",
+        event=AlertEvent.EXPIRING,
+        host_id=host.pk if host else 0,
+        host_name=host.name if host else "every matching host",
+        host_labels=dict(host.labels) | exception.labels if host else dict(exception.labels),
+        title=f"exception #{exception.pk} ({exception.describe()}) ends {exception.expires_at:%Y-%m-%d}; "
+        f"it covers {exception.covered_findings} accepted finding(s), which reopen then",
+        path=reverse("exception", kwargs={"pk": exception.pk}),
+        severity=severity,
+        rule_id=exception.rule_id,
+        detail={"until": exception.expires_at.isoformat()},
+    )

@@ -4,7 +4,7 @@ Each child runs in a session of its own (Ctrl-C reaches them through us, in orde
 is told by the kernel to stop if this process dies (``PR_SET_PDEATHSIG``), so a killed
 ``serve`` leaves no orphaned beat dispatching twice. A child that exits is restarted
 after a back-off that doubles while it keeps dying (1 s up to 30 s, reset once it has
-run for a minute).
+run for ten seconds).
 """
 
 from __future__ import annotations
