@@ -80,7 +80,7 @@ def _beat_schedule() -> dict[str, dict[str, object]]:
 
     return {
         "dispatch-polls": {"task": "posture.tasks.dispatch_polls", "schedule": settings.DISPATCH_EVERY},
-        "expire-acceptances": {"task": "posture.tasks.expire_acceptances", "schedule": 60.0},
+        "expire-exceptions": {"task": "posture.tasks.expire_exceptions", "schedule": 60.0},
         "dispatch-reports": {"task": "posture.tasks.dispatch_reports", "schedule": 60.0},
         "notify-scan": {"task": "posture.tasks.notify_scan", "schedule": 60.0},
         "prune-history": {"task": "posture.tasks.prune_history", "schedule": settings.RETENTION_EVERY},

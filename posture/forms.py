@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from typing import Any
 
 from django import forms
@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from posture.labels import parse_labels
 from posture.models import AlertEvent, AlertRule, DockerHost, ReportSchedule, Severity
-from posture.models.exceptions import MAX_DAYS
+from posture.models.exceptions import expiry_problem, start_of
 from posture.rules import BY_ID, RULES
 
 MAX_CREDENTIAL_BYTES = 64 * 1024
@@ -114,18 +114,10 @@ class GenerateReportForm(LabelScopeForm):
 
 
 def _expiry(day: date) -> date:
-    """The one expiry rule of acceptances and exceptions: after today, at most a year ahead."""
-    today = timezone.now().date()
-    if day <= today:
-        raise forms.ValidationError("Pick a day after today.")
-    if day > today + timedelta(days=MAX_DAYS):
-        raise forms.ValidationError("Exceptions last at most a year; review it again then.")
+    problem = expiry_problem(start_of(day), timezone.now())
+    if problem:
+        raise forms.ValidationError(problem)
     return day
-
-
-def start_of(day: date) -> datetime:
-    """An acceptance lapses at the start of its day, UTC."""
-    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 class ExceptionTermsForm(forms.Form):

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import polling, retention
-from .models import Channel, DockerHost, Finding, Notification, PollRun, Report, ReportSchedule, ReportStatus, Transition
+from .models import Channel, DockerHost, Notification, PollRun, Report, ReportSchedule, ReportStatus, RiskException, Transition
 from .notify import messages, send, transitions
 from .reports.generate import ReportNotStored, generate
 
@@ -91,11 +91,11 @@ def _retry(task: Any, *, countdown: float, **kwargs: Any) -> None:
 
 
 @shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
-def expire_acceptances() -> int:
+def expire_exceptions() -> int:
     """End exceptions past their expiry and reopen what they covered."""
-    expired = Finding.objects.expire_acceptances()
+    expired = RiskException.objects.expire_due(timezone.now())
     if expired:
-        log.info("%d risk acceptance(s) expired", expired)
+        log.info("exceptions expired: %d finding(s) reopened", expired)
     return expired
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from posture.models import DockerHost, EventKind, Finding, FindingStatus, RiskException
 from posture.polling import poll
-from posture.tasks import expire_acceptances
+from posture.tasks import expire_exceptions
 
 from .test_browser import browser, login, page, shot  # noqa: F401 (fixtures)
 
@@ -103,7 +103,7 @@ def test_triage_a_rule_across_two_hosts_with_an_exception_that_expires(page, ana
 
     # 5. Time moves past the expiry; beat's task reopens what the exception covered.
     with time_machine.travel(timezone.now() + timedelta(days=3), tick=True):
-        assert expire_acceptances.apply().get() == 2
+        assert expire_exceptions.apply().get() == 2
         for name, subject in (("web-1", "proxy-a"), ("web-2", "edge-b")):
             assert host_score(page, name) == before[name]
             assert "accepted" not in finding_line(page, subject)

@@ -59,7 +59,7 @@ def test_beat_runs_the_dispatchers():
     tasks = {entry["task"] for entry in app.conf.beat_schedule.values()}
     assert tasks == {
         "posture.tasks.dispatch_polls",
-        "posture.tasks.expire_acceptances",
+        "posture.tasks.expire_exceptions",
         "posture.tasks.dispatch_reports",
         "posture.tasks.notify_scan",
         "posture.tasks.prune_history",

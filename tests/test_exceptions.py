@@ -84,7 +84,7 @@ def test_expiry_reopens_with_events_and_an_audit_entry_and_another_exception_tak
     short = add(rule_id="port-sensitive-service-exposed", expires_at=later(2))
     long = add(rule_id="port-sensitive-service-exposed", image="redis:*", labels={"team": "data"}, expires_at=later(60))
     assert set(Finding.objects.filter(rule_id="port-sensitive-service-exposed").values_list("exception", flat=True)) == {short.pk}
-    reopened = Finding.objects.expire_acceptances(now=later(3))
+    reopened = RiskException.objects.expire_due(later(3))
     assert reopened == 1  # web-2's Redis went straight to the longer exception
     web1, web2 = (Finding.objects.get(rule_id="port-sensitive-service-exposed", host__name=n) for n in ("web-1", "web-2"))
     assert web1.status == FindingStatus.OPEN and web1.exception is None
@@ -94,7 +94,7 @@ def test_expiry_reopens_with_events_and_an_audit_entry_and_another_exception_tak
     short.refresh_from_db()
     assert short.status == ExceptionStatus.EXPIRED and short.ended_at is not None
     assert AuditEntry.objects.filter(action=AuditAction.EXCEPTION_EXPIRE, target=str(short)).count() == 1
-    assert Finding.objects.expire_acceptances(now=later(3)) == 0
+    assert RiskException.objects.expire_due(later(3)) == 0
 
 
 def test_removing_reopens_at_once_and_is_audited(analyst):

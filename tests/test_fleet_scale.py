@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from posture.collector.snapshot import HostSnapshot
-from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, HostStatus, PollRun, Severity
+from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, HostStatus, PollRun, RiskException, Severity
 from posture.rules import evaluate_all
 
 from . import factories
@@ -78,7 +78,7 @@ def test_open_counts_follow_every_status_change(analyst):
     finding.accept(by=analyst, until=until, justification="Behind the VPN firewall; ticket SEC-42")  # accepted: not open
     assert stored_counts(host) == counted(host)
 
-    Finding.objects.expire_acceptances(now=until + timedelta(seconds=1))  # open again
+    RiskException.objects.expire_due(until + timedelta(seconds=1))  # open again
     assert stored_counts(host) == counted(host)
 
     poll_of(host, snapshot([pg]))  # edge gone: resolved

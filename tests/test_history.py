@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from posture.collector.snapshot import HostSnapshot
-from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, HostStatus, PollRun, PollStatus
+from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, HostStatus, PollRun, PollStatus, RiskException
 from posture.polling import poll
 from posture.rules import evaluate_all
 from posture.tasks import poll_host
@@ -136,7 +136,7 @@ def test_accepted_findings_leave_the_score_until_the_acceptance_expires(host, an
     assert Finding.objects.get(pk=finding.pk).status == FindingStatus.ACCEPTED
     assert DockerHost.objects.get(pk=host.pk).risk_score == accepted
 
-    assert Finding.objects.expire_acceptances(now=until + timedelta(seconds=1)) == 1
+    assert RiskException.objects.expire_due(until + timedelta(seconds=1)) == 1
     finding.refresh_from_db()
     assert finding.status == FindingStatus.OPEN
     assert DockerHost.objects.get(pk=host.pk).risk_score == before
@@ -254,8 +254,8 @@ def test_expiry_rescores_each_host_once_however_many_findings_expire(db, analyst
     # Fixed, whatever the number of exceptions or findings: lock, end, release, re-cover,
     # events, audit, then one score per host.
     with django_assert_max_num_queries(13):
-        assert Finding.objects.expire_acceptances(now=until + timedelta(seconds=1)) == 4
+        assert RiskException.objects.expire_due(until + timedelta(seconds=1)) == 4
     assert host.risk_samples.count() == samples + 1  # one new trend point, not four
     assert Finding.objects.filter(host=host, status=FindingStatus.OPEN).count() == 4
     assert FindingEvent.objects.filter(kind=EventKind.ACCEPTANCE_EXPIRED).count() == 4
-    assert Finding.objects.expire_acceptances(now=until + timedelta(seconds=2)) == 0
+    assert RiskException.objects.expire_due(until + timedelta(seconds=2)) == 0

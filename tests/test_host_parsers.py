@@ -174,6 +174,7 @@ def test_text_that_is_not_a_ruleset_is_refused(parse, text):
         parse(text)
 
 
+@pytest.mark.real
 def test_the_live_hosts_iptables_save_is_read_read_only():
     """This machine's own firewall, read as Posture reads it (the firewall is not ours to change)."""
     if shutil.which("iptables-save") is None:

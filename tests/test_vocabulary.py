@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from posture.models import AuditAction, AuditEntry, DockerHost, HostStatus, Severity
+from posture.models import AuditAction, AuditEntry, DockerHost, EventKind, ExceptionStatus, FindingStatus, HostStatus, PollStatus, ReportStatus, Severity
 from posture.rules import RULES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,10 +37,11 @@ def test_the_stylesheet_uses_the_severity_colours():
 
 
 def test_templates_and_views_compare_no_status_literals():
-    statuses = {*HostStatus.values, "accepted", "resolved", "ready", "failed", "changed", "rendering", "queued"}
-    literal = re.compile(r'==\s*"([a-z_]+)"')
+    statuses = {*HostStatus.values, *FindingStatus.values, *PollStatus.values, *ExceptionStatus.values, *ReportStatus.values, *EventKind.values}
+    # A comparison (== "open"), a filter argument (status="open") or a query string (status=open).
+    literal = re.compile(r'(?:==\s*|status=|status__in=\[?)"?([a-z_]+)"?')
     found = []
-    for path in [*(ROOT / "templates").rglob("*.html"), *(ROOT / "posture" / "views").glob("*.py")]:
+    for path in [*(ROOT / "templates").rglob("*.html"), *(ROOT / "posture" / "views").glob("*.py"), ROOT / "posture" / "models" / "filters.py"]:
         found += [(path.name, m) for m in literal.findall(path.read_text()) if m in statuses]
     assert found == []
 

@@ -231,7 +231,7 @@ def test_a_disabled_host_is_let_go(hosts):
 
 def test_a_burst_waits_while_the_host_is_being_polled(hosts, monkeypatch):
     sent = []
-    monkeypatch.setattr("posture.watch.watcher.poll_host.delay", lambda pk: sent.append(pk))
+    monkeypatch.setattr("posture.watch.watcher.poll_host.apply_async", lambda args, queue: sent.append((args[0], queue)))
     a = make_watcher("a")
     configs = a._claim()
     busy, free = hosts[0], hosts[1]
@@ -240,14 +240,14 @@ def test_a_burst_waits_while_the_host_is_being_polled(hosts, monkeypatch):
     rows = [HostWatch(host_id=h.pk, since_nano=5) for h in (busy, free)]
     done, waiting = a._flush({h.pk: (configs[h.pk][0], burst) for h in (busy, free)}, rows)
     assert (done, waiting) == ({free.pk}, {busy.pk})
-    assert sent == [free.pk]
+    assert sent == [(free.pk, "celery")]
     # Only the sent burst moves where the stream resumes.
     assert HostWatch.objects.get(host=free).since_nano == 30
     assert HostWatch.objects.get(host=busy).since_nano == 5
 
 
 def test_state_is_not_written_for_a_host_another_watcher_took(hosts, monkeypatch):
-    monkeypatch.setattr("posture.watch.watcher.poll_host.delay", lambda pk: None)
+    monkeypatch.setattr("posture.watch.watcher.poll_host.apply_async", lambda args, queue: None)
     a = make_watcher("a")
     a._claim()
     HostWatch.objects.filter(host=hosts[0]).update(watcher="b", since_nano=99)

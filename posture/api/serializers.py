@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -13,7 +12,7 @@ from rest_framework import serializers
 
 from posture.labels import parse_label
 from posture.models import DockerHost, Finding, FindingEvent, FindingStatus, HostStatus, Report, RiskException, RiskSample, Severity
-from posture.models.exceptions import MAX_DAYS
+from posture.models.exceptions import expiry_problem
 
 CREDENTIALS = ("tls_ca", "tls_cert", "tls_key", "ssh_key")
 
@@ -184,11 +183,9 @@ class AcceptanceSerializer(serializers.Serializer):
 
 
 def _expiry(value: Any) -> Any:
-    now = timezone.now()
-    if value <= now:
-        raise serializers.ValidationError("pick a time in the future")
-    if value > now + timedelta(days=MAX_DAYS):
-        raise serializers.ValidationError(f"exceptions last at most {MAX_DAYS} days")
+    problem = expiry_problem(value, timezone.now())
+    if problem:
+        raise serializers.ValidationError(problem)
     return value
 
 

@@ -85,7 +85,7 @@ class HostViewSet(viewsets.ModelViewSet):
         host = self.get_object()
         with transaction.atomic():
             AuditEntry.log(request.user, AuditAction.HOST_POLL, host, via="api")
-            poll_host.delay_on_commit(host.pk)
+            poll_host.apply_async_on_commit((host.pk,), queue=host.poll_queue)
         return Response({"queued": True, "host": host.name}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=s.RiskSampleSerializer(many=True))

@@ -91,10 +91,6 @@ class Budget:
 
     # --- bytes --------------------------------------------------------------------
 
-    @property
-    def bytes_read(self) -> int:
-        return self._read
-
     def take(self, n: int, answer_so_far: int, what: str = "an answer") -> None:
         """Count ``n`` more bytes read, of which ``answer_so_far`` belong to the current
         answer; ``AnswerTooLarge`` naming the limit as soon as one is passed."""

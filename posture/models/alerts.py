@@ -257,9 +257,6 @@ class NotificationQuerySet(models.QuerySet):
             made.append(note)
         return made
 
-    def outstanding(self) -> NotificationQuerySet:
-        return self.filter(status__in=[NotificationStatus.PENDING, NotificationStatus.SENDING])
-
 
 class Notification(models.Model):
     """One message to one channel: every transition of a poll (or scan) grouped together."""

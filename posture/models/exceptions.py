@@ -19,7 +19,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -38,6 +38,23 @@ from .findings import Finding, FindingEvent
 from .hosts import DockerHost
 
 MAX_DAYS = 366  # "at most a year"
+
+
+def start_of(day: date) -> datetime:
+    """An exception chosen by its day lapses at the start of that day, UTC."""
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def expiry_problem(expires_at: datetime, since: datetime) -> str:
+    """The one expiry rule of exceptions (and single-finding acceptances), for the model,
+    the forms and the API: after ``since`` (now), at most a year after it. Empty if fine."""
+    if expires_at <= since:
+        return "Pick a day after today."
+    if expires_at > since + timedelta(days=MAX_DAYS):
+        return "Exceptions last at most a year; review it again then."
+    return ""
+
+
 CHUNK = 2000
 # Past this many distinct images or names a selection gets no image or name scope.
 MAX_DISTINCT = 5000
@@ -224,11 +241,11 @@ class RiskException(models.Model):
             except ValidationError as exc:
                 errors["labels"] = exc.messages[0]
         now = timezone.now()
-        if self._state.adding or self.status == ExceptionStatus.ACTIVE:
-            if self.expires_at is not None and self.expires_at <= now:
-                errors["expires_at"] = "Pick a day after today."
-            elif self.expires_at is not None and self.expires_at > (self.created_at or now) + timedelta(days=MAX_DAYS):
-                errors["expires_at"] = "Exceptions last at most a year; review it again then."
+        if (self._state.adding or self.status == ExceptionStatus.ACTIVE) and self.expires_at is not None:
+            # An edit keeps the year counted from when the exception was made.
+            problem = expiry_problem(self.expires_at, now) or expiry_problem(self.expires_at, min(self.created_at or now, now))
+            if problem:
+                errors["expires_at"] = problem
         if len((self.justification or "").strip()) < 10:
             errors["justification"] = "Say why this is acceptable, and who decided (at least 10 characters)."
         if errors:

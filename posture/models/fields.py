@@ -6,6 +6,7 @@ from typing import Any
 from django.db import models
 
 from posture import crypto
+from posture.collector.text import truncate
 
 
 class EncryptedTextField(models.TextField):
@@ -21,16 +22,11 @@ class EncryptedTextField(models.TextField):
         return crypto.encrypt(value) if value else ""
 
 
-TRUNCATION_MARK = "…[truncated]"
-
-
 def clip(model: type[models.Model], field: str, value: str) -> str:
-    """``value`` cut to the column's length with a visible mark: text read from an engine
-    may be any length, and a poll must not fail (DataError) over a long name."""
+    """``value`` cut to the column's length with the collector's visible mark: text read
+    from an engine may be any length, and a poll must not fail (DataError) over a long name."""
     limit = model._meta.get_field(field).max_length
-    if limit is None or len(value) <= limit:
-        return value
-    return value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+    return value if limit is None else truncate(value, limit)
 
 
 def fit_fingerprint(fingerprint: str, limit: int) -> str:

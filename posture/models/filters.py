@@ -32,10 +32,10 @@ from django.utils import timezone
 from posture.labels import parse_label
 from posture.rules import BY_ID
 
-from .choices import Severity, SubjectType
+from .choices import FindingStatus, Severity, SubjectType
 from .hosts import DockerHost
 
-STATUSES = ("open", "accepted", "resolved", "all")
+STATUSES = (*FindingStatus.values, "all")
 # Query parameter / command option → what it holds; the order is the canonical URL order.
 PARAMS = ("q", "rule", "cis", "severity", "status", "host", "label", "image", "project", "name", "since", "resolved_since", "exception", "finding")
 MULTI = {"rule", "host", "label"}
@@ -145,7 +145,7 @@ class FindingFilter:
     cis: str = ""
     severity: Severity | None = None  # this severity and worse
     up_to: Severity | None = None  # this severity and milder (exception scopes)
-    status: str = "open"
+    status: str = FindingStatus.OPEN
     hosts: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     image: str = ""
@@ -162,7 +162,12 @@ class FindingFilter:
 
     @classmethod
     def parse(
-        cls, params: Mapping[str, Any] | Callable[[str], list[str]], *, now: datetime | None = None, status_default: str = "open", check_hosts: bool = True
+        cls,
+        params: Mapping[str, Any] | Callable[[str], list[str]],
+        *,
+        now: datetime | None = None,
+        status_default: str = FindingStatus.OPEN,
+        check_hosts: bool = True,
     ) -> FindingFilter:
         """Read query parameters (a QueryDict), command options (a dict of lists or
         values) or any ``getlist``-like callable. Raises ``FilterError``. Host names are
@@ -266,10 +271,6 @@ class FindingFilter:
         raw = dict(self.raw)
         raw["status"] = (status,)
         return replace(self, status=status, raw=MappingProxyType(raw))
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.params()
 
     @property
     def container_only(self) -> bool:

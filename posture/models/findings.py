@@ -100,7 +100,7 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
             finding = existing.pop(fingerprint, None)
             if finding is None:
                 created.append(Finding(host=host, fingerprint=fingerprint, status=FindingStatus.OPEN, first_seen=now, last_seen=now, **data))
-                counts["opened"] += 1
+                counts[EventKind.OPENED] += 1
                 continue
             if finding.status != FindingStatus.RESOLVED and all(getattr(finding, k) == v for k, v in data.items()):
                 continue  # the common case: nothing to write (last_seen is derived)
@@ -111,7 +111,7 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
             if finding.status == FindingStatus.RESOLVED:
                 finding.status, finding.resolved_at = FindingStatus.OPEN, None
                 events.append(FindingEvent(finding=finding, poll=poll, at=now, kind=EventKind.REOPENED))
-                counts["reopened"] += 1
+                counts[EventKind.REOPENED] += 1
             changed = {f: {"from": before[f], "to": getattr(finding, f)} for f in _TRACKED if before[f] != getattr(finding, f)}
             if changed:
                 events.append(FindingEvent(finding=finding, poll=poll, at=now, kind=EventKind.CHANGED, detail=changed))
@@ -123,7 +123,7 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
                 finding.status, finding.resolved_at = FindingStatus.RESOLVED, now
                 events.append(FindingEvent(finding=finding, poll=poll, at=now, kind=EventKind.RESOLVED))
                 updated.append(finding)
-                counts["resolved"] += 1
+                counts[EventKind.RESOLVED] += 1
         # Exceptions (posture/models/exceptions.py): an open finding that an active exception
         # covers starts accepted, or goes back to accepted; one query, and only when needed.
         candidates = [f for f in (*created, *updated) if f.status == FindingStatus.OPEN]
@@ -132,7 +132,7 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
         # bulk_create sets primary keys on PostgreSQL and SQLite alike.
         events += [FindingEvent(finding=f, poll=poll, at=now, kind=EventKind.OPENED) for f in created]
         events += [FindingEvent(finding=f, poll=poll, at=now, kind=EventKind.ACCEPTED, detail=f.exception.event_detail()) for f in covered]
-        counts["accepted"] = len(covered)
+        counts[EventKind.ACCEPTED] = len(covered)
         self.bulk_update(updated, _REFRESHED, batch_size=500)
         FindingEvent.objects.bulk_create(events, batch_size=500)
         return counts
@@ -141,11 +141,6 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
         # RiskException is defined on top of this module (it needs Finding), so it is
         # reached through the relation rather than imported.
         return self.model._meta.get_field("exception").related_model.objects
-
-    def expire_acceptances(self, now: datetime | None = None) -> int:
-        """Reopen what expired exceptions covered (and any acceptance left without one);
-        returns how many findings reopened. See ``RiskExceptionManager.expire_due``."""
-        return self._exceptions().expire_due(now or timezone.now())
 
 
 class Finding(models.Model):
@@ -191,7 +186,7 @@ class Finding(models.Model):
             models.Index(severity_rank().desc(), F("rule_id"), F("host"), F("id"), name="finding_explorer_order"),
             # FindingFilter.apply(): ?image= and ?name= equality and prefix globs (the pattern
             # opclass serves LIKE 'traefik:%'); infix globs and ?q= use the trigram indexes that
-            # migration 0004 adds on PostgreSQL (finding_*_trgm). ?project=, ?since=.
+            # migration 0007_triage adds on PostgreSQL (finding_*_trgm). ?project=, ?since=.
             models.Index(fields=["image"], name="finding_image", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["subject_name"], name="finding_subject_name", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["compose_project"], name="finding_project"),
@@ -260,7 +255,7 @@ class FindingEvent(models.Model):
         ordering = ["at", "pk"]
         indexes = [
             models.Index(fields=["finding", "at"], name="event_finding_at"),  # finding timeline, FindingEventQuerySet.superseded()
-            models.Index(fields=["at"], name="event_at"),  # changed_since(), reports
+            models.Index(fields=["at"], name="event_at"),  # reports (events of a period), retention
         ]
 
     def save(self, *args: Any, **kwargs: Any) -> None:

@@ -24,12 +24,12 @@ from posture.collector import HostSnapshot, InvalidEngineURL, Unchanged, parse_e
 from posture.rules import Evaluation
 
 from .audit import AuditAction, AuditEntry
-from .choices import HostStatus, PollStatus, Severity
+from .choices import EventKind, HostStatus, PollStatus, Severity
 from .fields import EncryptedTextField
 from .findings import Finding, RiskSample
 from .inventory import ContainerRecord
 from .polls import PollRun
-from .querysets import HostQuerySet
+from .querysets import FAILING_QUEUE, POLLS_QUEUE, HostQuerySet
 
 # The host's open findings per severity, kept on the row (``DockerHost.set_open_counts``):
 # the fleet page, its totals and its severity filter read them instead of counting findings.
@@ -159,8 +159,10 @@ class DockerHost(models.Model):
         self.risk_exposed_critical, self.risk_critical, self.risk_high = result.exposed_critical, result.critical, result.high
 
     @property
-    def risk_band(self) -> str:
-        return risk.band(self.risk_score)
+    def poll_queue(self) -> str:
+        """Where this host's polls go: failing hosts have a queue (and workers) of their own,
+        so they cannot take the workers good hosts need. Every enqueue of a poll uses it."""
+        return FAILING_QUEUE if self.failures else POLLS_QUEUE
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         # stale_at follows the fields it is derived from: a save that writes any of them writes it too.
@@ -321,7 +323,7 @@ class DockerHost(models.Model):
             counts = Finding.objects.reconcile(self, evaluation, run, now)
             sampled = RiskSample.record(self, run, now, every=RISK_SAMPLE_EVERY)
             run.api_calls, run.inspects_reused, run.containers = snap.api_calls, snap.inspects_reused, len(snap.containers)
-            run.opened, run.resolved, run.reopened = counts["opened"], counts["resolved"], counts["reopened"]
+            run.opened, run.resolved, run.reopened = counts[EventKind.OPENED], counts[EventKind.RESOLVED], counts[EventKind.REOPENED]
             run.findings_open = sampled.open_count
             run.rule_errors = dict(evaluation.errors)
             run.finish(PollStatus.OK, at=timezone.now())

@@ -78,7 +78,7 @@ class HostQuerySet(models.QuerySet):
             for host in hosts:
                 due = host.next_poll_at
                 host.next_poll_at, poll_now = next_due(host.pk, due, host.poll_interval, now)
-                claims.append(Claim(host.pk, due or now, FAILING_QUEUE if host.failures else POLLS_QUEUE, poll_now))
+                claims.append(Claim(host.pk, due or now, host.poll_queue, poll_now))
             self.model.objects.bulk_update(hosts, ["next_poll_at"], batch_size=limit)
         return claims
 
@@ -150,9 +150,6 @@ class FindingQuerySet(models.QuerySet):
 
     def resolved_before(self, cutoff: datetime) -> FindingQuerySet:
         return self.filter(status=FindingStatus.RESOLVED, resolved_at__lt=cutoff)
-
-    def acceptance_expired(self, now: datetime | None = None) -> FindingQuerySet:
-        return self.filter(status=FindingStatus.ACCEPTED, accepted_until__lte=now or timezone.now())
 
     def rule_hits(self) -> dict[str, dict[str, int]]:
         """Per rule, how many hosts, containers (a host's subject) and findings these

@@ -68,7 +68,7 @@ def _start(job: Callable[[], Any], out: Path) -> int:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         payload = (True, job())
-    except BaseException:  # noqa: BLE001 - reported to the parent, whatever it was
+    except BaseException:  # reported to the parent, whatever it was
         payload, code = (False, traceback.format_exc()), 1
     try:
         out.write_bytes(pickle.dumps(payload))

@@ -121,7 +121,9 @@ def _warm_up() -> None:
 
 
 def _document(body: str, *, title: str = "", stylesheet: str = "report.css") -> str:
-    return render_to_string("posture/report_part.html", {"title": title, "stylesheet": stylesheet, "body": mark_safe(body)})  # noqa: S308 - our own templates' output
+    return render_to_string(
+        "posture/report_part.html", {"title": title, "stylesheet": stylesheet, "body": mark_safe(body)}
+    )  # our own templates' output, escaped there
 
 
 def _contents(context: dict[str, Any], pages_at: dict[str, int] | None) -> list[dict[str, Any]]:

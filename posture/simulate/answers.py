@@ -69,9 +69,6 @@ class SimContainer:
     def running(self) -> bool:
         return self.state == "running"
 
-    def network_key(self) -> str:
-        return "host" if self.spec.network == "host" else self.spec.network
-
 
 def image_id(image: str) -> str:
     return f"sha256:{derive('image', image)}"

@@ -194,7 +194,7 @@ class Fleet:
         def run() -> None:
             try:
                 done.set_result(fn(*args, **kwargs))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            except BaseException as exc:  # handed to the caller
                 done.set_exception(exc)
 
         self._loop.call_soon_threadsafe(run)

@@ -120,7 +120,7 @@ class SimHost:
             self._cache["info"] = _dumps(data)
         return self._cache["info"]
 
-    def answer_containers(self, *, all: bool) -> bytes:  # noqa: A002 - the API's parameter
+    def answer_containers(self, *, all: bool) -> bytes:  # the API's parameter name
         key = "containers:all" if all else "containers:running"
         if key not in self._cache:
             # The engine lists the newest first.
@@ -128,7 +128,7 @@ class SimHost:
             self._cache[key] = _dumps([container_listed(self.rec, c, self._net_of(c), self.changed_ns) for c in chosen])
         return self._cache[key]
 
-    def listed(self, *, all: bool) -> list[dict[str, Any]]:  # noqa: A002
+    def listed(self, *, all: bool) -> list[dict[str, Any]]:
         return json.loads(self.answer_containers(all=all))
 
     def answer_container(self, c: SimContainer) -> bytes:

@@ -10,12 +10,14 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from posture.forms import ExceptionForm, ExceptionTermsForm, start_of
+from posture.forms import ExceptionForm, ExceptionTermsForm
 from posture.models import AuditEntry, DockerHost, ExceptionStatus, FindingStatus, RiskException
+from posture.models.exceptions import start_of
 
 from .rendering import HtmxHttpRequest, paginate, render_page
 
-SHOWN = {"active": "active", "ended": "expired or removed", "all": "all"}
+# Which exceptions the list shows: the active ones, the ended ones (expired or removed), or all.
+SHOWN = {ExceptionStatus.ACTIVE: "active", "ended": "expired or removed", "all": "all"}
 
 
 def get_exception(pk: int) -> RiskException:
@@ -25,9 +27,9 @@ def get_exception(pk: int) -> RiskException:
 @require_GET
 @permission_required("posture.view_riskexception", raise_exception=True)
 def exception_list(request: HtmxHttpRequest) -> HttpResponse:
-    shown = request.GET.get("show", "active") if request.GET.get("show") in SHOWN else "active"
+    shown = request.GET.get("show", "") if request.GET.get("show") in SHOWN else ExceptionStatus.ACTIVE
     exceptions = RiskException.objects.with_coverage().select_related("host", "owner")
-    if shown == "active":
+    if shown == ExceptionStatus.ACTIVE:
         exceptions = exceptions.filter(status=ExceptionStatus.ACTIVE)
     elif shown == "ended":
         exceptions = exceptions.exclude(status=ExceptionStatus.ACTIVE)
@@ -36,6 +38,7 @@ def exception_list(request: HtmxHttpRequest) -> HttpResponse:
         "shown": shown,
         "choices": SHOWN,
         "can_add": request.user.has_perm("posture.add_riskexception"),
+        "accepted": FindingStatus.ACCEPTED,
     }
     return render_page(request, "posture/exceptions.html", context, partial="list" if request.htmx else None)
 
@@ -102,8 +105,8 @@ def _detail(request: HtmxHttpRequest, exception: RiskException, form: ExceptionT
         "exception": exception,
         "form": form or ExceptionTermsForm(initial=initial),
         "history": AuditEntry.objects.filter(target=str(exception)).select_related("actor")[:50],
-        "covered_query": exception.scope().with_status("accepted").querystring(),
-        "exception_query": f"exception={exception.pk}&status=accepted",
+        "covered_query": exception.scope().with_status(FindingStatus.ACCEPTED).querystring(),
+        "exception_query": f"exception={exception.pk}&status={FindingStatus.ACCEPTED}",
         "can_change": request.user.has_perm("posture.change_riskexception") and exception.status == ExceptionStatus.ACTIVE,
         "can_remove": request.user.has_perm("posture.delete_riskexception") and exception.status == ExceptionStatus.ACTIVE,
     }

@@ -18,7 +18,7 @@ from django.utils.functional import cached_property
 from django.views.decorators.http import require_GET, require_POST
 
 from posture.exports import FORMATS
-from posture.models import DockerHost, FilterError, Finding, FindingFilter, Severity
+from posture.models import DockerHost, FilterError, Finding, FindingFilter, FindingStatus, Severity
 from posture.models.exceptions import narrowest_scope
 from posture.models.filters import STATUSES
 from posture.rules import BY_ID, RULES
@@ -35,7 +35,7 @@ def _selection(request: HtmxHttpRequest) -> tuple[FindingFilter, dict[str, str]]
     try:
         return FindingFilter.parse(request.GET), {}
     except FilterError as exc:
-        return FindingFilter(status="open"), exc.errors
+        return FindingFilter(status=FindingStatus.OPEN), exc.errors
 
 
 class CappedPaginator(Paginator):

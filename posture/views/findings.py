@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, time
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -16,6 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from posture.forms import AcceptRiskForm
 from posture.models import Finding, FindingStatus
+from posture.models.exceptions import start_of
 
 from .rendering import HtmxHttpRequest, render_page
 
@@ -63,7 +63,7 @@ def finding_accept(request: HtmxHttpRequest, host: str, pk: int) -> HttpResponse
         form.add_error(None, "This finding is resolved; there is no risk left to accept.")
     if not form.is_valid():
         return render_page(request, "posture/finding.html", _context(request, finding, form), partial="accept" if request.htmx else None, status=400)
-    until = datetime.combine(form.cleaned_data["expires_on"], time.min, tzinfo=UTC)
+    until = start_of(form.cleaned_data["expires_on"])
     finding.accept(by=request.user, until=until, justification=form.cleaned_data["justification"])
     messages.success(request, f"Risk accepted until {until:%d %b %Y}.")
     if request.htmx:

@@ -83,7 +83,7 @@ def host_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
 def poll_now(request: HtmxHttpRequest, name: str) -> HttpResponse:
     host = get_host(name)
     latest = PollRun.objects.filter(host=host).values_list("pk", flat=True).first() or 0
-    poll_host.delay_on_commit(host.pk)
+    poll_host.apply_async_on_commit((host.pk,), queue=host.poll_queue)
     AuditEntry.log(request.user, AuditAction.HOST_POLL, host)
     if not request.htmx:
         messages.info(request, f"Poll of {host.name} queued.")

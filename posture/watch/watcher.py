@@ -39,6 +39,7 @@ from posture import polling
 from posture.collector import EngineTarget, MalformedAnswer
 from posture.collector.engine import EngineError, EngineRejected, EngineUnreachable
 from posture.models import DockerHost, HostWatch, PollRun, Watcher
+from posture.models.querysets import FAILING_QUEUE, POLLS_QUEUE
 from posture.models.watch import fair_share
 from posture.tasks import poll_host
 
@@ -404,13 +405,14 @@ class EventWatcher:
         streams' state and where each resumes (database thread). Returns (sent, busy)."""
         now = timezone.now()
         busy = set(PollRun.objects.holding(list(bursts), now).values_list("host_id", flat=True)) if bursts else set()
+        failing = set(DockerHost.objects.filter(pk__in=list(bursts), failures__gt=0).values_list("pk", flat=True)) if bursts else set()
         sent: set[int] = set()
         for pk, (config, burst) in bursts.items():
             if pk in busy:
                 continue
             # Never dropped for being late: a poll made redundant by another waits for
             # its lease and then finds nothing new, as any poll does.
-            poll_host.delay(pk)
+            poll_host.apply_async((pk,), queue=FAILING_QUEUE if pk in failing else POLLS_QUEUE)
             sent.add(pk)
             self._log_sent(config, burst)
         for row in rows:

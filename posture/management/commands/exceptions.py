@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -14,6 +14,7 @@ from posture.exports import exception_listing
 from posture.labels import parse_label_list
 from posture.management.cli import command_error
 from posture.models import DockerHost, ExceptionStatus, FindingStatus, RiskException, Severity
+from posture.models.exceptions import start_of
 
 
 def _day(text: str) -> datetime:
@@ -21,8 +22,7 @@ def _day(text: str) -> datetime:
         day = date.fromisoformat(text)
     except ValueError:
         raise CommandError(f"--expires: “{text}” is not a date YYYY-MM-DD") from None
-    # Like the page: the exception lapses at the start of that day, UTC.
-    return datetime.combine(day, time.min, tzinfo=UTC)
+    return start_of(day)  # like the page: it lapses at the start of that day, UTC
 
 
 class Command(BaseCommand):

@@ -72,7 +72,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same fleet")
         parser.add_argument("--register", action="store_true", help="add each engine as a host labelled simulated=true")
 
-    def handle(self, *args: Any, hosts: int, containers: int, churn: float, interval: float, dir: Path | None, seed: int, register: bool, **opts: Any) -> None:  # noqa: A002
+    def handle(self, *args: Any, hosts: int, containers: int, churn: float, interval: float, dir: Path | None, seed: int, register: bool, **opts: Any) -> None:
         if hosts < 1:
             raise CommandError("--hosts must be at least 1")
         if interval <= 0:
