@@ -15,7 +15,7 @@ Single rows: ``host``, ``poll_run``, ``finding``, ``event``, ``risk_sample``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,7 @@ from posture.models import (
     RiskSample,
     Snapshot,
 )
+from posture.models.findings import plain_json
 from posture.rules import FindingSpec, evaluate
 
 from .builders import compose, container, port, snapshot
@@ -53,15 +54,6 @@ EXPOSED = snapshot(
         container("shop-cache-1", ports=[port(6379, 16379, ip="127.0.0.1")], cap_add=("NET_RAW",), labels=compose("shop", "cache")),
     ]
 )
-
-
-def _plain(value: Any) -> Any:
-    """A snapshot's read-only mappings as the JSON the Finding row stores."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def host(name: str = "web-1", *, polled_at: datetime | None = None, **fields: Any) -> DockerHost:
@@ -107,7 +99,7 @@ def finding(host: DockerHost, spec: FindingSpec, *, poll: PollRun | None = None,
         "subject_name": spec.subject_name,
         "item_key": spec.key,
         "title": spec.title,
-        "evidence": _plain(spec.evidence),
+        "evidence": plain_json(spec.evidence),
         "remediation": spec.remediation,
         "running": spec.running,
         "exposed": spec.exposed,

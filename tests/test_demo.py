@@ -6,7 +6,6 @@ own, no Docker anywhere. The fleet page is populated, live polls land, Ctrl-C st
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -18,6 +17,7 @@ import requests
 
 from .conftest import free_port
 from .waiting import wait_for
+from .web import signed_in
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -60,22 +60,7 @@ def test_make_demo_runs_the_dashboard_on_a_simulated_fleet_with_history(tmp_path
     session = requests.Session()
     session.trust_env = False
     try:
-
-        def logged_in() -> bool:
-            try:
-                page = session.get(f"{base}/login/", timeout=10)
-            except requests.RequestException:
-                return False
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-            response = session.post(
-                f"{base}/login/",
-                data={"username": "admin", "password": "demo-admin-pass-1", "csrfmiddlewaretoken": token},
-                headers={"Referer": f"{base}/login/"},
-                timeout=5,
-            )
-            return response.url.rstrip("/") == base
-
-        wait_for(logged_in, timeout=60, what="the web server and a login")
+        wait_for(lambda: signed_in(session, base, "demo-admin-pass-1"), timeout=60, what="the web server and a login")
         assert all((var / "simulate" / f"sim-{i:04d}.sock").is_socket() for i in range(1, HOSTS + 1))
         fleet = session.get(f"{base}/", timeout=10).text
         assert f"<strong>{HOSTS}</strong> hosts" in fleet and all(f"sim-{i:04d}" in fleet for i in range(1, HOSTS + 1))

@@ -4,7 +4,6 @@ directory, with gunicorn, a Celery worker, Celery beat and the watcher started b
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import requests
 
 from .conftest import free_port
 from .waiting import wait_for
+from .web import signed_in
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -42,22 +42,7 @@ def test_web_worker_beat_and_watcher_run_together_without_any_server(engine, tmp
     session = requests.Session()
     session.trust_env = False
     try:
-
-        def logged_in() -> bool:
-            try:
-                page = session.get(f"{base}/login/", timeout=10)
-            except requests.RequestException:
-                return False  # not listening, or still booting
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-            response = session.post(
-                f"{base}/login/",
-                data={"username": "admin", "password": "embedded-admin-pass-1", "csrfmiddlewaretoken": token},
-                headers={"Referer": f"{base}/login/"},
-                timeout=5,
-            )
-            return response.url.rstrip("/") == base
-
-        wait_for(logged_in, timeout=60, what="the web server and a login")
+        wait_for(lambda: signed_in(session, base, "embedded-admin-pass-1"), timeout=60, what="the web server and a login")
         # Beat dispatches, the worker polls over the filesystem broker, the page shows it.
         wait_for(lambda: "✓ OK" in session.get(f"{base}/", timeout=5).text, timeout=90, interval=1, what="the first scheduled poll on the fleet page")
         assert "local" in session.get(f"{base}/hosts/local/", timeout=5).text

@@ -53,6 +53,7 @@ from .errors import (
 )
 from .parse import build_snapshot
 from .snapshot import Connection, Container, HostSnapshot, Unchanged
+from .ssh import ssh_options
 from .target import EngineTarget
 from .text import printable, truncate
 from .transport import EngineAdapter, Route, TLSFiles, Watchdog, api_path
@@ -232,11 +233,6 @@ def _addresses(target: EngineTarget, budget: Budget, resolver: Resolver) -> list
         raise EngineUnreachable(f"cannot resolve {url.host}: {_engine_text(getattr(exc, 'strerror', None) or exc, 200)}") from None
 
 
-def _known_hosts_name(host: str, port: int | None) -> str:
-    """The name ssh files a host key under for the registered host (its put_host_port)."""
-    return host if port in (None, 22) else f"[{host}]:{port}"
-
-
 @contextlib.contextmanager
 def _ssh_tunnel(target: EngineTarget, workdir: Path, address: str, budget: Budget) -> Iterator[str]:
     """Forward the remote engine socket to a local one with the system ssh client.
@@ -252,16 +248,9 @@ def _ssh_tunnel(target: EngineTarget, workdir: Path, address: str, budget: Budge
     # When the budget ends first, ssh must not give up before it (with a vaguer reason).
     remaining = budget.remaining()
     connect_timeout = max(1, int(target.timeout)) if target.timeout < remaining else math.ceil(remaining) + 1
-    cmd = ["ssh", "-N", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect_timeout}"]
+    known_hosts = target.ssh_known_hosts or workdir / "known_hosts"
+    cmd = ["ssh", "-N", *ssh_options(target, known_hosts=known_hosts, strict="accept-new", connect_timeout=connect_timeout)]
     cmd += ["-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
-    cmd += ["-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={target.ssh_known_hosts or workdir / 'known_hosts'}"]
-    cmd += ["-o", f"HostKeyAlias={_known_hosts_name(url.host, url.port)}", "-o", "CheckHostIP=no"]
-    if target.ssh_key:
-        cmd += ["-o", "IdentitiesOnly=yes", "-i", str(target.ssh_key)]
-    if url.port:
-        cmd += ["-p", str(url.port)]
-    if url.user:
-        cmd += ["-l", url.user]
     cmd += ["-L", f"{local}:{url.path}", "--", address]
     log.debug("ssh tunnel: %s", shlex.join(cmd))
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

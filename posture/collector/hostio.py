@@ -29,7 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import firewall, listeners
+from .address import ForbiddenAddress, resolve_and_check
 from .snapshot import Firewall, HostSnapshot, HostState, Listener
+from .ssh import ssh_options
 from .target import EngineTarget
 
 log = logging.getLogger(__name__)
@@ -135,19 +137,6 @@ def _socket_owners(proc: Path) -> dict[str, str]:
 # --- over SSH ----------------------------------------------------------------------------
 
 
-def _ssh_options(target: EngineTarget, known_hosts: Path, strict: str) -> list[str]:
-    url = target.url
-    cmd = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, int(target.timeout))}"]
-    cmd += ["-o", f"StrictHostKeyChecking={strict}", "-o", f"UserKnownHostsFile={known_hosts}"]
-    if target.ssh_key:
-        cmd += ["-o", "IdentitiesOnly=yes", "-i", str(target.ssh_key)]
-    if url.port:
-        cmd += ["-p", str(url.port)]
-    if url.user:
-        cmd += ["-l", url.user]
-    return cmd
-
-
 class SshSession:
     """One SSH connection (a ControlMaster) for a few fixed commands.
 
@@ -159,12 +148,20 @@ class SshSession:
         self.target = target
         self.control = workdir / "ctl"
         strict = "yes" if target.ssh_known_hosts else "accept-new"
-        self.options = _ssh_options(target, target.ssh_known_hosts or workdir / "known_hosts", strict)
+        known_hosts = target.ssh_known_hosts or workdir / "known_hosts"
+        self.options = ssh_options(target, known_hosts=known_hosts, strict=strict, connect_timeout=max(1, int(target.timeout)))
+        # Like the engine tunnel: to an address the guard checked now, the key pinned under the registered name.
+        self.address = ""
         self.master: subprocess.Popen[bytes] | None = None
         self.deadline = time.monotonic() + BUDGET_TIMEOUTS * target.timeout
 
     def __enter__(self) -> SshSession:
-        cmd = ["ssh", "-N", "-M", "-S", str(self.control), "-o", "ControlPersist=no", *self.options, "--", self.target.url.host]
+        url = self.target.url
+        try:
+            self.address = resolve_and_check(url.host, url.port or 22)[0]
+        except (ForbiddenAddress, OSError) as exc:
+            raise HostReadError(f"ssh to {url}: {exc}") from None
+        cmd = ["ssh", "-N", "-M", "-S", str(self.control), "-o", "ControlPersist=no", *self.options, "--", self.address]
         self.master = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + self.target.timeout + 2
         while not self.control.exists():
@@ -191,7 +188,7 @@ class SshSession:
         """Exit status, output and last error line of one of ``COMMANDS``."""
         if command not in COMMANDS:
             raise ValueError(f"not an allowed host command: {command!r}")
-        cmd = ["ssh", "-S", str(self.control), "-o", "ControlMaster=no", *self.options, "--", self.target.url.host, command]
+        cmd = ["ssh", "-S", str(self.control), "-o", "ControlMaster=no", *self.options, "--", self.address, command]
         left = self.deadline - time.monotonic()
         if left <= 0:
             return 124, "", f"`{command}` was not run: reading the host took its whole {BUDGET_TIMEOUTS * self.target.timeout:g}s"

@@ -44,12 +44,12 @@ _REFRESHED = (
 )
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
     """Read-only mappings from the rule core → JSON-ready dicts and lists."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_json(v) for v in value]
     return value
 
 
@@ -89,7 +89,7 @@ class FindingManager(models.Manager.from_queryset(FindingQuerySet)):
                 "subject_name": clip(Finding, "subject_name", spec.subject_name),
                 "item_key": clip(Finding, "item_key", spec.key),
                 "title": clip(Finding, "title", spec.title),
-                "evidence": _plain(spec.evidence),
+                "evidence": plain_json(spec.evidence),
                 "remediation": spec.remediation,
                 "running": spec.running,
                 "exposed": spec.exposed,
