@@ -80,10 +80,12 @@ chaos: install-dev system-deps run-deps services
 
 # The fast layer: every test that needs no Docker engine, PostgreSQL, Redis, Celery
 # worker, sshd or Chromium, on SQLite. tests/conftest.py marks the others `real` from
-# the fixtures they use; this is `pytest -m "not real"` with the servers' URLs unset.
+# the fixtures they use; this is `pytest -m "not real"` with the servers' URLs unset, on
+# one pytest-xdist process per core (FAST_WORKERS=0 runs it in this process, for pdb).
+FAST_WORKERS ?= auto
 test-fast: install-dev run-deps
 	env -u DATABASE_URL -u REDIS_URL POSTURE_VAR_DIR=$(CURDIR)/var/test-fast-$(POSTURE_TEST_SLOT) \
-	  $(BIN)/python -m pytest -m "not real" $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest -m "not real" -n $(FAST_WORKERS) $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -466,12 +466,15 @@ def bench_database() -> Iterator[None]:
     """A database of its own, migrated; dropped afterwards."""
     if connection.vendor != "postgresql":
         raise SystemExit("the pipeline benchmark needs PostgreSQL: set DATABASE_URL")
+    # create_test_db returns the new name, not the old one: keep the old one ourselves, so
+    # that under ``make bench`` the sections after this one find make bench's database again.
+    previous = connection.settings_dict["NAME"]
     settings.DATABASES["default"]["TEST"]["NAME"] = f"{DB_NAME}_{os.environ.get('POSTURE_TEST_SLOT', '0')}"
-    old = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     try:
         yield
     finally:
-        connection.creation.destroy_test_db(old, verbosity=0)
+        connection.creation.destroy_test_db(previous, verbosity=0)
 
 
 # Measured on main at c3acd68 (before this work) by phase 1 of this file, machine busy

@@ -160,29 +160,29 @@ def test_compressed_answers_are_refused(tmp_path):
 
 
 def test_an_engine_dribbling_its_body_is_cut_at_the_poll_deadline(tmp_path):
-    slow = dribble(head(Content_Length="1000") + b"[", every=0.5)
+    slow = dribble(head(Content_Length="1000") + b"[", every=0.2)
     with raw_engine({**EMPTY_ENGINE, "/containers/json": slow}, unix=tmp_path / "slow.sock") as engine:
         with pytest.raises(DeadlineExceeded) as caught:
-            poll(engine.url, seconds=3, timeout=2)
-        # The per-read timeout (2 s) never tripped; the deadline hung up on the engine.
+            poll(engine.url, seconds=1.5, timeout=1)
+        # The per-read timeout (1 s) never tripped; the deadline hung up on the engine.
         wait_for(engine.cut.is_set, timeout=10, what="the engine to see its connection shut")
     assert caught.value.transient
-    assert str(caught.value) == "the engine did not finish answering within the 3 s poll deadline"
+    assert str(caught.value) == "the engine did not finish answering within the 1.5 s poll deadline"
 
 
 def test_an_engine_dribbling_its_headers_is_cut_at_the_deadline(tmp_path):
-    slow = dribble(b"HTTP/1.1 200 OK\r\nX-Slow: ", byte=b"z", every=0.5)
-    with raw_engine({**EMPTY_ENGINE, "/info": slow}, unix=tmp_path / "slow.sock") as engine, pytest.raises(DeadlineExceeded, match="3 s poll deadline"):
-        poll(engine.url, seconds=3, timeout=2)
+    slow = dribble(b"HTTP/1.1 200 OK\r\nX-Slow: ", byte=b"z", every=0.2)
+    with raw_engine({**EMPTY_ENGINE, "/info": slow}, unix=tmp_path / "slow.sock") as engine, pytest.raises(DeadlineExceeded, match=r"1\.5 s poll deadline"):
+        poll(engine.url, seconds=1.5, timeout=1)
 
 
 def test_inspects_in_the_pool_stop_at_the_deadline_and_leave_no_thread_behind(tmp_path):
     containers = [{"Id": f"{i:064x}"} for i in range(6)]
-    slow = dribble(head(Content_Length="100000") + b"{", every=0.5)
+    slow = dribble(head(Content_Length="100000") + b"{", every=0.2)
     routes = {**EMPTY_ENGINE, "/containers/json": containers, "/containers/": slow}
     with raw_engine(routes, unix=tmp_path / "slow.sock") as engine:
-        with pytest.raises(DeadlineExceeded, match="3 s poll deadline"):
-            collect(target(engine.url, timeout=2), budget=Budget(3), workers=3)
+        with pytest.raises(DeadlineExceeded, match=r"1\.5 s poll deadline"):
+            collect(target(engine.url, timeout=1), budget=Budget(1.5), workers=3)
 
         def inspect_threads() -> list[str]:
             return [t.name for t in threading.enumerate() if t.name.startswith("inspect")]
@@ -193,10 +193,10 @@ def test_inspects_in_the_pool_stop_at_the_deadline_and_leave_no_thread_behind(tm
 
 
 def test_the_connection_test_has_its_own_deadline(tmp_path):
-    slow = dribble(head(Content_Length="1000") + b"{", every=0.5)
+    slow = dribble(head(Content_Length="1000") + b"{", every=0.2)
     with raw_engine({"/version": slow}, unix=tmp_path / "slow.sock") as engine, pytest.raises(DeadlineExceeded) as caught:
-        probe(target(engine.url, timeout=30), budget=Budget.for_probe(2))
-    assert str(caught.value) == "the engine did not finish answering within the 2 s connection test deadline"
+        probe(target(engine.url, timeout=30), budget=Budget.for_probe(1))
+    assert str(caught.value) == "the engine did not finish answering within the 1 s connection test deadline"
 
 
 def test_the_ssh_tunnel_gives_up_at_the_deadline(tmp_path, sshd):
