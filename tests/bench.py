@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
             print(f"== {name} (load {before})", flush=True)
             try:
                 text = run().strip()
-            except Exception:  # noqa: BLE001 - the other sections still run
+            except Exception:  # the other sections still run
                 text = f"## {name}\n\nFailed:\n\n```\n{traceback.format_exc()}```"
             text += f"\n\n<sub>`tests/{name}.py`, {time.perf_counter() - started:.0f} s, load average before it {before} (1 / 5 / 15 min).</sub>"
             print(text, flush=True)

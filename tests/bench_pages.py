@@ -124,6 +124,10 @@ def run() -> str:
     with override_settings(ALLOWED_HOSTS=["testserver"]):
         rows = [(label, measure(client, url, **options)) for label, url, options in pages]
     table = "\n".join(f"| {label} | {m['p50']} ms | **{m['p95']} ms** | {m['queries']} | {m['kib']} KiB |" for label, m in rows)
+    # The cold /rules/ row is what the once-a-minute count costs, not what a person waits for.
+    missed = [f"{label} (p95 {m['p95']} ms)" for label, m in rows if m["p95"] > 100 and "cache cold" not in label]
+    heavy = [f"{label} ({m['kib']} KiB)" for label, m in rows if m["kib"] > 200]
+    verdict = "Every page a person opens is within p95 100 ms and 200 KiB." if not missed and not heavy else "**Missed**: " + "; ".join(missed + heavy) + "."
     return f"""## Pages at 10,000 hosts
 
 Database: {built.hosts:,} hosts, {built.containers:,} containers, {built.findings:,} findings, {built.events:,}
@@ -136,6 +140,8 @@ that do not grow with the fleet (the tests assert them); pages under ~200 KiB.
 | page | p50 | p95 | queries | size |
 |---|---|---|---|---|
 {table}
+
+{verdict} The rules page's count (last row) runs at most once a minute, behind a cache.
 
 What makes them cheap: each host row carries its open findings per severity
 (`DockerHost.open_*`, kept by `RiskSample.record`, which every change of a finding's status

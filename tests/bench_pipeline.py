@@ -501,8 +501,8 @@ def section(single: dict[str, Any], throughput: dict[str, Any], fleet: dict[str,
 database, VACUUM between phases: autovacuum is off here), the machine's Redis, the
 worker processes `manage.py serve` runs (`worker` at concurrency 2 and `worker-failing`
 at 1, plus `beat` for the fleet), and a simulated fleet in its own process (`manage.py
-simulate`, 50 containers a host). The machine has 2 cores and was shared with other
-work; the load is given with each phase.
+simulate`, 50 containers a host). The machine has {os.cpu_count()} cores, which the simulator,
+PostgreSQL, Redis and the workers share; the load is given with each phase.
 
 ### One poll (in-process)
 

@@ -7,7 +7,8 @@ rules, ``apply_snapshot``) of 20 simulated hosts of 50 containers, with churn be
 rounds (``CHURN`` changes per host per poll, on average). Rows written per table are
 counted; bytes per row (indexes and TOAST included) are read after ``VACUUM FULL``. The
 30-day estimate multiplies the rows each policy keeps (``POSTURE_RETENTION_*``) by those
-sizes, and adds an allowance for PostgreSQL's dead rows between vacuums. Then one
+sizes (risk samples: the change samples measured here plus one an hour per host, which
+polls minutes apart never reach), and adds an allowance for PostgreSQL's dead rows between vacuums. Then one
 retention run over 200,000 old rows gives its speed.
 """
 
@@ -98,15 +99,17 @@ def thirty_days(tables: dict[str, Table]) -> list[tuple[str, float, str]]:
     per_host = {name: t.rows_after / HOSTS for name, t in tables.items()}
     day = FLEET * POLLS_PER_DAY
     hourly_after, poll_days = settings.RETENTION_HOURLY_AFTER_DAYS or DAYS, settings.RETENTION_POLL_DAYS or DAYS
-    samples_per_hour = min(1.0, per_poll["risk samples"] * POLLS_PER_DAY / 24)
     snapshots_stored = per_poll["snapshots"] * POLLS_PER_DAY * DAYS
     kept_snapshots = min(snapshots_stored, settings.RETENTION_SNAPSHOTS + min(DAYS, settings.RETENTION_SNAPSHOT_DAYS or DAYS))
     return [
         ("poll runs", day * min(DAYS, poll_days) * per_poll["poll runs"], f"{min(DAYS, poll_days)} days"),
         (
+            # A sample when a host's score changes (what the polls above wrote: they ran
+            # minutes apart, so none was an hourly one) and one an hour whatever happens;
+            # after hourly_after days the change samples are thinned into the hourly ones.
             "risk samples",
-            day * min(DAYS, hourly_after) * per_poll["risk samples"] + FLEET * 24 * max(0, DAYS - hourly_after) * samples_per_hour,
-            f"every one for {hourly_after} days, then one an hour",
+            FLEET * 24 * DAYS + day * min(DAYS, hourly_after) * per_poll["risk samples"],
+            f"one an hour and one at each change; changes kept for {hourly_after} days",
         ),
         ("snapshots", FLEET * max(1.0, kept_snapshots), f"the last {settings.RETENTION_SNAPSHOTS} and one a day"),
         ("finding events", day * DAYS * per_poll["finding events"], f"all ({settings.RETENTION_EVENT_DAYS} days)"),
@@ -154,7 +157,7 @@ def run() -> str:
     lines = "\n".join(f"| {name} | {count:,.0f} | {policy} | {count * tables[name].bytes_per_row / 2**30:,.1f} GiB |" for name, count, policy in estimate)
     prune = prune_speed()
     samples_per_poll = tables["risk samples"].written / polls
-    day_rows = FLEET * POLLS_PER_DAY * (1 + max(0.0, samples_per_poll - 24 / POLLS_PER_DAY))
+    day_rows = FLEET * POLLS_PER_DAY * (1 + samples_per_poll)  # poll runs, and change samples thinned away
     return f"""## Database size per 1,000 polls, and 30 days of 10,000 hosts
 
 {polls:,} polls (`polling.poll`: collector, rules, `apply_snapshot`) of {HOSTS} simulated hosts of 50
@@ -177,7 +180,7 @@ default retention (`POSTURE_RETENTION_*`), with the rows per poll measured above
 Retention's speed: one run over 100,000 poll runs past their 14 days and 100,000 risk samples
 a poll apart, 13 to 30 days old (eleven in twelve go), deleted {prune["deleted"]:,} rows in {prune["seconds"]} s
 ({prune["per_s"]:,} rows/s, batches of {settings.RETENTION_BATCH}, each its own transaction{"" if prune["finished"] else "; the run stopped at its time budget"}).
-What a day of the 10,000-host fleet leaves to prune ({FLEET * POLLS_PER_DAY:,} poll runs, and the risk samples
-thinned to one an hour) takes about {day_rows / max(1, prune["per_s"]) / 60:,.0f} minutes at that rate, spread over the day's runs
+What a day of the 10,000-host fleet leaves to prune ({FLEET * POLLS_PER_DAY:,} poll runs, and about
+{FLEET * POLLS_PER_DAY * samples_per_poll:,.0f} risk samples taken at a change, thinned into the hourly ones) takes about {day_rows / max(1, prune["per_s"]) / 60:,.0f} minutes at that rate, spread over the day's runs
 (every {settings.RETENTION_EVERY / 60:g} minutes, each stopping after {retention.RUN_SECONDS:g} s, the next resuming).
 """

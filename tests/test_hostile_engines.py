@@ -163,17 +163,17 @@ def test_an_engine_dribbling_its_body_is_cut_at_the_poll_deadline(tmp_path):
     slow = dribble(head(Content_Length="1000") + b"[", every=0.2)
     with raw_engine({**EMPTY_ENGINE, "/containers/json": slow}, unix=tmp_path / "slow.sock") as engine:
         with pytest.raises(DeadlineExceeded) as caught:
-            poll(engine.url, seconds=1.5, timeout=1)
-        # The per-read timeout (1 s) never tripped; the deadline hung up on the engine.
+            poll(engine.url, seconds=1.2, timeout=0.8)
+        # The per-read timeout (0.8 s) never tripped; the deadline hung up on the engine.
         wait_for(engine.cut.is_set, timeout=10, what="the engine to see its connection shut")
     assert caught.value.transient
-    assert str(caught.value) == "the engine did not finish answering within the 1.5 s poll deadline"
+    assert str(caught.value) == "the engine did not finish answering within the 1.2 s poll deadline"
 
 
 def test_an_engine_dribbling_its_headers_is_cut_at_the_deadline(tmp_path):
     slow = dribble(b"HTTP/1.1 200 OK\r\nX-Slow: ", byte=b"z", every=0.2)
-    with raw_engine({**EMPTY_ENGINE, "/info": slow}, unix=tmp_path / "slow.sock") as engine, pytest.raises(DeadlineExceeded, match=r"1\.5 s poll deadline"):
-        poll(engine.url, seconds=1.5, timeout=1)
+    with raw_engine({**EMPTY_ENGINE, "/info": slow}, unix=tmp_path / "slow.sock") as engine, pytest.raises(DeadlineExceeded, match=r"1\.2 s poll deadline"):
+        poll(engine.url, seconds=1.2, timeout=0.8)
 
 
 def test_inspects_in_the_pool_stop_at_the_deadline_and_leave_no_thread_behind(tmp_path):
@@ -181,8 +181,8 @@ def test_inspects_in_the_pool_stop_at_the_deadline_and_leave_no_thread_behind(tm
     slow = dribble(head(Content_Length="100000") + b"{", every=0.2)
     routes = {**EMPTY_ENGINE, "/containers/json": containers, "/containers/": slow}
     with raw_engine(routes, unix=tmp_path / "slow.sock") as engine:
-        with pytest.raises(DeadlineExceeded, match=r"1\.5 s poll deadline"):
-            collect(target(engine.url, timeout=1), budget=Budget(1.5), workers=3)
+        with pytest.raises(DeadlineExceeded, match=r"1\.2 s poll deadline"):
+            collect(target(engine.url, timeout=0.8), budget=Budget(1.2), workers=3)
 
         def inspect_threads() -> list[str]:
             return [t.name for t in threading.enumerate() if t.name.startswith("inspect")]
