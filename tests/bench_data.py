@@ -20,6 +20,7 @@ import json
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ from django.utils import timezone  # noqa: E402
 
 from posture import risk  # noqa: E402
 from posture.models import ContainerRecord, DockerHost, Finding, FindingEvent, RiskException, RiskSample  # noqa: E402
-from posture.rules import RULES, SubjectType  # noqa: E402
+from posture.models.hosts import OPEN_COUNT_FIELDS  # noqa: E402
+from posture.rules import RULES, Severity, SubjectType  # noqa: E402
 
 ENVS = ("prod",) * 5 + ("stage",) * 3 + ("dev",) * 2
 TEAMS = ("payments", "search", "identity", "data", "edge", "mobile", "ml", "platform")
@@ -159,7 +161,7 @@ def build_fleet(
     started = time.perf_counter()
     with transaction.atomic():
         built = _build(hosts, containers, findings, events, samples_per_host, exceptions, seed, now)
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:  # a test's transaction cannot VACUUM
         # The steady state autovacuum keeps: statistics, and a visibility map for index-only scans.
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
@@ -220,6 +222,7 @@ def _build(hosts: int, containers: int, findings: int, events: int, samples_per_
 
     finding_id = finding_id0
     risk_rows: dict[int, risk.Risk] = {}
+    open_counts: dict[int, Counter[str]] = {}
     finding_meta: list[tuple[int, datetime, str, datetime | None]] = []  # (id, first_seen, status, resolved_at) for events
     finding_cols = (
         "id", "host_id", "fingerprint", "rule_id", "cis", "severity", "subject_type", "subject_key", "subject_name", "item_key", "title",
@@ -262,20 +265,32 @@ def _build(hosts: int, containers: int, findings: int, events: int, samples_per_
                 finding_meta.append((finding_id, first, status, resolved_at))
                 finding_id += 1
             risk_rows[host_id] = risk.score(counted)
+            open_counts[host_id] = Counter(item.severity for item in counted)
     built.containers, built.findings = ctr_id - ctr_id0, finding_id - finding_id0
 
     host_cols = (
-        "id", "name", "url", "insecure", "poll_interval", "labels", "enabled", "tls_ca", "tls_cert", "tls_key", "ssh_key", "ssh_known_hosts",
-        "created_at", "lease_token", "last_poll_at", "last_success_at", "last_status", "last_error", "risk_score", "risk_breakdown",
-        "risk_points", "risk_exposed_critical", "risk_critical", "risk_high",
+        "id", "name", "url", "insecure", "poll_interval", "labels", "enabled", "host_listeners", "tls_ca", "tls_cert", "tls_key", "ssh_key",
+        "ssh_known_hosts", "created_at", "next_poll_at", "failures", "last_poll_at", "last_success_at", "last_status", "last_error",
+        "risk_score", "risk_breakdown", "risk_points", "risk_exposed_critical", "risk_critical", "risk_high", "risk_sampled_at",
+        *OPEN_COUNT_FIELDS, "open_total", "stale_at", "evaluated", "answers_digest",
     )  # fmt: skip
+    interval = 300
     # Hosts go in after their findings were scored (no foreign keys are checked until commit).
+    # Most are fine; one in 40 is unreachable and one in 25 stale (no good poll for over
+    # three intervals), so that the status filters have something to find.
     with _table("posture_dockerhost", host_cols) as t:
-        for host_id, name, labels in host_rows:
-            r = risk_rows[host_id]
-            t.row((host_id, name, f"tcp://{name}.example.test:2376", False, 300, json.dumps(labels), True, "", "", "", "", "",
-                   now - timedelta(days=120), "", now, now, "ok", "", r.score, json.dumps(r.as_json()), r.points, r.exposed_critical,
-                   r.critical, r.high))  # fmt: skip
+        for index, (host_id, name, labels) in enumerate(host_rows):
+            r, counts = risk_rows[host_id], open_counts[host_id]
+            status, error, failures, success = "ok", "", 0, now - timedelta(seconds=rng.randint(0, interval))
+            if index % 40 == 1:
+                status, error, failures, success = "unreachable", "cannot reach the engine: connection refused", 4, now - timedelta(days=1)
+            elif index % 25 == 3:
+                success = now - timedelta(seconds=interval * (DockerHost.STALE_AFTER_INTERVALS + rng.randint(1, 20)))
+            t.row((host_id, name, f"tcp://{name}.example.test:2376", False, interval, json.dumps(labels), True, False, "", "", "", "", "",
+                   now - timedelta(days=120), success + timedelta(seconds=interval), failures, max(success, now - timedelta(seconds=interval)),
+                   success, status, error, r.score, json.dumps(r.as_json()), r.points, r.exposed_critical, r.critical, r.high, success,
+                   *(counts[sev.value] for sev in Severity), sum(counts.values()),
+                   success + timedelta(seconds=DockerHost.STALE_AFTER_INTERVALS * interval), "", ""))  # fmt: skip
     built.hosts = len(host_rows)
 
     with _table("posture_risksample", ("host_id", "at", "score", "points", "open_count", "counts", "breakdown")) as t:

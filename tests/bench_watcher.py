@@ -218,7 +218,7 @@ Target: at least 1,000 streams in one process on this machine.
 def run(hosts: int = 1000, containers: int = 20, churn: float = 10.0, seconds: float = 60.0, idle: float = 30.0) -> str:
     """The markdown section for docs/benchmarks.md (on make bench's database)."""
     with tempfile.TemporaryDirectory(prefix="posture-bench-watch-") as tmp:
-        real = real_engine_latency(Path(tmp) / "real")
+        real = real_engine_latency(Path(tmp))
         DockerHost.objects.all().delete()
         try:
             many = measure(hosts, containers, churn, seconds, idle, Path(tmp))
