@@ -99,7 +99,7 @@ docs: install
 	$(BIN)/python manage.py rulesdoc --write
 
 bench: install-dev system-deps run-deps services
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) POSTURE_VAR_DIR=$(CURDIR)/var/bench $(BIN)/python -m tests.bench
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) POSTURE_VAR_DIR=$(CURDIR)/var/bench $(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var/test var/test-fast-* var/bench test-artifacts .pytest_cache

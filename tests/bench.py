@@ -5,7 +5,8 @@ of ``ORDER`` (then any other, by name), against a database of its own (``posture
 emptied before each section) on the real parts — PostgreSQL, Redis, Docker engines and the
 simulator as a section needs them. A section that fails is written with its error and the
 others still run. ``python -m tests.bench bench_pages`` runs the sections named and
-prints them, leaving the file alone.
+prints them, leaving the file alone; ``--write`` also puts them in place of their old
+text in docs/benchmarks.md (each section's footer names its module and date).
 
 Numbers are wall-clock unless a section says otherwise, on a machine other work may share:
 each section is written with the load average before it. Nothing here asserts a time:
@@ -17,6 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -60,12 +62,14 @@ def load() -> str:
 
 
 def main(argv: list[str]) -> int:
+    update = "--write" in argv
+    argv = [a for a in argv if a != "--write"]
     # Never the real database, nor another checkout's bench (POSTURE_TEST_SLOT, as the tests).
     slot = os.environ.get("POSTURE_TEST_SLOT", "0")
     settings.DATABASES["default"]["TEST"]["NAME"] = "posture_bench" + (f"_{slot}" if slot != "0" else "")
     runner = get_runner(settings)(verbosity=0, interactive=False)
     old = runner.setup_databases()
-    written: list[str] = []
+    written: dict[str, str] = {}
     try:
         about = machine()
         for name, run in sections(argv or None):
@@ -76,14 +80,36 @@ def main(argv: list[str]) -> int:
                 text = run().strip()
             except Exception:  # the other sections still run
                 text = f"## {name}\n\nFailed:\n\n```\n{traceback.format_exc()}```"
-            text += f"\n\n<sub>`tests/{name}.py`, {time.perf_counter() - started:.0f} s, load average before it {before} (1 / 5 / 15 min).</sub>"
+            text += (
+                f"\n\n<sub>`tests/{name}.py`, {timezone.now():%Y-%m-%d}, {time.perf_counter() - started:.0f} s, "
+                f"load average before it {before} (1 / 5 / 15 min).</sub>"
+            )
             print(text, flush=True)
-            written.append(text)
+            written[name] = text
     finally:
         runner.teardown_databases(old)
     if not argv:
-        write(about, written)
+        write(about, list(written.values()))
+    elif update:
+        replace(written)
     return 0
+
+
+FOOTER = re.compile(r"^<sub>`tests/(bench_\w+)\.py`.*</sub>$", re.MULTILINE)
+
+
+def replace(texts: dict[str, str]) -> None:
+    """Put ``texts`` in place of the sections of the same modules in docs/benchmarks.md
+    (a section runs from the end of the previous one to its footer); new ones at the end."""
+    path = ROOT / "docs" / "benchmarks.md"
+    document = path.read_text()
+    start = document.index("\n## ")  # the header ends where the first section starts
+    head, sections, position = document[: start + 1], [], start + 1
+    for footer in FOOTER.finditer(document):
+        sections.append((footer.group(1), document[position : footer.end()].strip()))
+        position = footer.end()
+    kept = [texts.pop(name, text) for name, text in sections]
+    path.write_text(head + "\n\n".join([*kept, *texts.values()]) + "\n")
 
 
 def write(about: str, texts: list[str]) -> None:
@@ -93,7 +119,8 @@ def write(about: str, texts: list[str]) -> None:
 Produced by `make bench` (`python -m tests.bench`: every `tests/bench_*.py` with a `run()`, against
 PostgreSQL, Redis, Docker engines and the simulator) on {timezone.now():%Y-%m-%d}, on {about}.
 The machine may be shared: each section says the load average it started under. Re-run it
-after changing what a section measures, and commit the new file.
+after changing what a section measures (`python -m tests.bench --write bench_NAME` re-runs
+one section in place), and commit the new file.
 
 {body}
 """)
