@@ -82,9 +82,11 @@ chaos: install-dev system-deps run-deps services
 # worker, sshd or Chromium, on SQLite. tests/conftest.py marks the others `real` from
 # the fixtures they use; this is `pytest -m "not real"` with the servers' URLs unset, on
 # one pytest-xdist process per core (FAST_WORKERS=0 runs it in this process, for pdb).
+# Bytecode is cached between runs even where the environment turns that off: the run
+# would otherwise compile every module again, in each worker and test subprocess.
 FAST_WORKERS ?= auto
 test-fast: install-dev run-deps
-	env -u DATABASE_URL -u REDIS_URL POSTURE_VAR_DIR=$(CURDIR)/var/test-fast-$(POSTURE_TEST_SLOT) \
+	env -u DATABASE_URL -u REDIS_URL -u PYTHONDONTWRITEBYTECODE POSTURE_VAR_DIR=$(CURDIR)/var/test-fast-$(POSTURE_TEST_SLOT) \
 	  $(BIN)/python -m pytest -m "not real" -n $(FAST_WORKERS) $(PYTEST_ARGS)
 
 lint: install-dev
