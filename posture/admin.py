@@ -24,6 +24,22 @@ User = get_user_model()
 _PRIVILEGED_FIELDS = ("is_superuser", "is_staff", "user_permissions")
 
 
+class AuditedDeletes:
+    """Deletions from a change list or an object page, one audit entry per object, in the
+    transaction the admin wraps around them."""
+
+    delete_action: AuditAction
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        AuditEntry.log(request.user, self.delete_action, obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for obj in queryset:
+            AuditEntry.log(request.user, self.delete_action, obj)
+        super().delete_queryset(request, queryset)
+
+
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
     list_display = ("at", "actor_name", "action", "target")
@@ -42,9 +58,10 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReportSchedule)
-class ReportScheduleAdmin(admin.ModelAdmin):
+class ReportScheduleAdmin(AuditedDeletes, admin.ModelAdmin):
     """Edit or remove schedules; they are created on the Reports page."""
 
+    delete_action = AuditAction.SCHEDULE_DELETE
     list_display = ("name", "frequency", "at", "recipients", "enabled", "next_run_at")
     list_filter = ("frequency", "enabled")
 
@@ -53,22 +70,15 @@ class ReportScheduleAdmin(admin.ModelAdmin):
         action = AuditAction.SCHEDULE_CHANGE if change else AuditAction.SCHEDULE_ADD
         AuditEntry.log(request.user, action, obj, fields=sorted(form.changed_data), recipients=obj.recipient_list)
 
-    def delete_model(self, request: HttpRequest, obj: ReportSchedule) -> None:
-        AuditEntry.log(request.user, AuditAction.SCHEDULE_DELETE, obj)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        for schedule in queryset:
-            AuditEntry.log(request.user, AuditAction.SCHEDULE_DELETE, schedule)
-        super().delete_queryset(request, queryset)
-
 
 admin.site.unregister(User)
 admin.site.unregister(Group)  # roles are kept in step with the code (posture/roles.py), not edited
 
 
 @admin.register(User)
-class PostureUserAdmin(UserAdmin):
+class PostureUserAdmin(AuditedDeletes, UserAdmin):
+    delete_action = AuditAction.USER_REMOVE
+
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = super().get_fieldsets(request, obj)
         if request.user.is_superuser:
@@ -104,12 +114,3 @@ class PostureUserAdmin(UserAdmin):
             AuditEntry.log(request.user, AuditAction.USER_ROLE, user, role=after, previous=before)
         elif form.changed_data:
             AuditEntry.log(request.user, AuditAction.USER_CHANGE, user, fields=sorted(form.changed_data))
-
-    def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        AuditEntry.log(request.user, AuditAction.USER_REMOVE, obj)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        for user in queryset:
-            AuditEntry.log(request.user, AuditAction.USER_REMOVE, user)
-        super().delete_queryset(request, queryset)

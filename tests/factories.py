@@ -30,10 +30,8 @@ from posture.models import (
     FindingEvent,
     FindingStatus,
     HostStatus,
-    NetworkRecord,
     PollRun,
     PollStatus,
-    PublishedPort,
     Report,
     ReportStatus,
     RiskException,
@@ -118,49 +116,10 @@ def event(finding: Finding, kind: str, *, poll: PollRun | None = None, at: datet
 
 
 def containers(host: DockerHost, snap: HostSnapshot) -> list[ContainerRecord]:
-    """The host page's inventory rows for ``snap``: containers, their ports, networks."""
-    records = []
-    for c in snap.containers:
-        record = ContainerRecord.objects.create(
-            host=host,
-            container_id=c.id,
-            subject_key=c.subject_key,
-            name=c.name,
-            image=c.image,
-            state=c.state,
-            running=c.running,
-            network_mode=c.network_mode,
-            networks=[a.network for a in c.attachments],
-            cap_add=list(c.cap_add),
-            privileged=c.privileged,
-            compose_project=c.compose_project,
-            compose_service=c.compose_service,
-        )
-        for b in c.port_bindings:
-            PublishedPort.objects.create(
-                container=record,
-                host=host,
-                host_ip=b.host_ip,
-                host_port=b.host_port,
-                container_port=b.container_port,
-                protocol=b.protocol,
-                all_interfaces=b.all_interfaces,
-            )
-        records.append(record)
-    for n in snap.networks:
-        NetworkRecord.objects.create(
-            host=host,
-            network_id=n.id,
-            name=n.name,
-            driver=n.driver,
-            scope=n.scope,
-            internal=n.internal,
-            enable_ipv6=n.enable_ipv6,
-            icc=n.icc_enabled,
-            subnets=list(n.subnets),
-            container_count=len(n.containers),
-        )
-    return records
+    """The host page's inventory rows for ``snap`` (containers, their ports, networks),
+    written as a poll writes them."""
+    ContainerRecord.objects.sync_for(host, snap)
+    return list(ContainerRecord.objects.filter(host=host).order_by("pk"))
 
 
 def risk_sample(host: DockerHost, *, poll: PollRun | None = None, at: datetime | None = None) -> RiskSample:

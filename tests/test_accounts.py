@@ -116,6 +116,25 @@ def test_schedule_changes_in_the_admin_are_audited(client, admin):
     assert entry.target == "weekly" and "recipients" in entry.detail["fields"]
 
 
+def test_deletions_in_the_admin_are_audited_one_entry_per_object(client, admin):
+    schedules = [ReportSchedule.objects.create(name=name) for name in ("daily", "weekly")]
+    leaving = User.objects.create_user("leaving", password=PASSWORD)
+    admin.is_staff = True
+    admin.save()
+    client.force_login(admin)
+    # From the change list (a queryset) and from the object's own delete page.
+    selected = {"action": "delete_selected", "_selected_action": [s.pk for s in schedules], "post": "yes"}
+    assert client.post("/admin/posture/reportschedule/", selected).status_code == 302
+    assert client.post(f"/admin/auth/user/{leaving.pk}/delete/", {"post": "yes"}).status_code == 302
+    entries = AuditEntry.objects.filter(actor=admin).order_by("pk")
+    assert [(e.action, e.target) for e in entries] == [
+        (AuditAction.SCHEDULE_DELETE, "daily"),
+        (AuditAction.SCHEDULE_DELETE, "weekly"),
+        (AuditAction.USER_REMOVE, "leaving"),
+    ]
+    assert not ReportSchedule.objects.exists() and not User.objects.filter(username="leaving").exists()
+
+
 def test_the_embedded_database_and_var_directory_are_private(tmp_path):
     var = tmp_path / "var"
     env = {"PATH": "/usr/bin:/bin", "POSTURE_VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "posture.settings"}
