@@ -4,6 +4,7 @@ command, streamed exports safe for spreadsheets, roles, constant query counts.""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 from datetime import timedelta
@@ -258,3 +259,17 @@ def test_exception_detail_query_count_does_not_grow_with_coverage(client, analys
     small = queries(client, f"/exceptions/{exception.pk}/")
     grow(hosts=5, per_host=12, start=1)
     assert queries(client, f"/exceptions/{exception.pk}/") == small
+
+
+def test_pages_of_the_explorer_and_the_fleet_keep_the_filter_and_push_their_url(client, viewer):
+    grow(hosts=30, per_host=2)  # 60 findings: two pages of 50; 30 hosts: two pages of 25
+    client.force_login(viewer)
+    for url, target in (("/findings/?rule=privileged&status=all", "results"), ("/?label=env%3Dprod", "hosts")):
+        query = html.escape(url.split("?", 1)[1])
+        first = client.get(url).content.decode()
+        assert "Page 1 of 2" in first and "Previous" not in first
+        assert f'href="?{query}&amp;page=2"' in first
+        assert f'hx-get="?{query}&amp;page=2" hx-target="#{target}" hx-swap="outerHTML" hx-push-url="true">Next</a>' in first
+        second = htmx(client, f"{url}&page=2").content.decode()
+        assert "Page 2 of 2" in second and "Next</a>" not in second
+        assert f'hx-get="?{query}&amp;page=1" hx-target="#{target}"' in second
