@@ -6,18 +6,15 @@ own, no Docker anywhere. The fleet page is populated, live polls land, Ctrl-C st
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import requests
 
-from .conftest import free_port
 from .waiting import wait_for
-from .web import signed_in
+from .web import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -53,29 +50,16 @@ def test_make_demo_runs_the_dashboard_on_a_simulated_fleet_with_history(tmp_path
         with sqlite3.connect(database, timeout=20) as db:
             return db.execute("SELECT COUNT(*) FROM posture_pollrun WHERE token != 'demo-history' AND status = 'ok'").fetchone()[0]
 
-    port = free_port()
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    serve = subprocess.Popen([*manage, "serve", "--port", str(port), "--simulate", str(HOSTS)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    session = requests.Session()
-    session.trust_env = False
-    try:
-        wait_for(lambda: signed_in(session, base, "demo-admin-pass-1"), timeout=60, what="the web server and a login")
+    with serving(env, tmp_path, "demo-admin-pass-1", "--simulate", str(HOSTS)) as served:
         assert all((var / "simulate" / f"sim-{i:04d}.sock").is_socket() for i in range(1, HOSTS + 1))
-        fleet = session.get(f"{base}/", timeout=10).text
+        fleet = served.session.get(f"{served.base}/", timeout=10).text
         assert f"<strong>{HOSTS}</strong> hosts" in fleet and all(f"sim-{i:04d}" in fleet for i in range(1, HOSTS + 1))
         assert "simulated=true" in fleet
-        host = session.get(f"{base}/hosts/sim-0001/", timeout=10).text
+        host = served.session.get(f"{served.base}/hosts/sim-0001/", timeout=10).text
         assert "Risk history" in host and "<polyline" in host  # a trend from the generated history
         # The live fleet is polled: beat dispatches, the worker reads the simulator's sockets.
         wait_for(lambda: live_polls() >= 1, timeout=120, interval=1, what="a live poll of the simulated fleet")
-    finally:
-        serve.send_signal(signal.SIGINT)  # Ctrl-C
-        code = serve.wait(timeout=40)
-        log.close()
-    output = (tmp_path / "serve.log").read_text(errors="replace")
-    assert code == 0, output[-3000:]
-    assert "simulator" in output and "Simulator stopped; sockets removed." in output
+    assert "simulator" in served.output and "Simulator stopped; sockets removed." in served.output
     assert not list((var / "simulate").glob("*.sock"))
-    leftovers = subprocess.run(["pgrep", "-f", f"posture.*{tmp_path}|manage.py simulate --hosts {HOSTS} "], capture_output=True, text=True).stdout
+    leftovers = subprocess.run(["pgrep", "-f", f"manage.py simulate --hosts {HOSTS} "], capture_output=True, text=True).stdout
     assert not leftovers.strip()

@@ -4,17 +4,14 @@ directory, with gunicorn, a Celery worker, Celery beat and the watcher started b
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import requests
 
-from .conftest import free_port
 from .waiting import wait_for
-from .web import signed_in
+from .web import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -35,14 +32,8 @@ def test_web_worker_beat_and_watcher_run_together_without_any_server(engine, tmp
     assert "Created user 'admin'" in boot and "Registered the local engine as 'local'" in boot
     assert (tmp_path / "var" / "secret_key").exists() and (tmp_path / "var" / "credentials.key").exists()
 
-    port = free_port()
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    serve = subprocess.Popen([*manage, "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    session = requests.Session()
-    session.trust_env = False
-    try:
-        wait_for(lambda: signed_in(session, base, "embedded-admin-pass-1"), timeout=60, what="the web server and a login")
+    with serving(env, tmp_path, "embedded-admin-pass-1") as served:
+        session, base = served.session, served.base
         # Beat dispatches, the worker polls over the filesystem broker, the page shows it.
         wait_for(lambda: "✓ OK" in session.get(f"{base}/", timeout=5).text, timeout=90, interval=1, what="the first scheduled poll on the fleet page")
         assert "local" in session.get(f"{base}/hosts/local/", timeout=5).text
@@ -50,12 +41,4 @@ def test_web_worker_beat_and_watcher_run_together_without_any_server(engine, tmp
         wait_for(
             lambda: "watched</span> since" in session.get(f"{base}/hosts/local/", timeout=5).text, timeout=60, interval=1, what="the watcher on the host page"
         )
-    finally:
-        serve.send_signal(signal.SIGINT)  # Ctrl-C
-        code = serve.wait(timeout=40)
-        log.close()
-    output = (tmp_path / "serve.log").read_text(errors="replace")
-    assert code == 0, output[-3000:]
-    assert "Posture on http://127.0.0.1" in output
-    leftovers = subprocess.run(["pgrep", "-f", f"posture.*{tmp_path}"], capture_output=True, text=True).stdout
-    assert not leftovers.strip()
+    assert "Posture on http://127.0.0.1" in served.output
