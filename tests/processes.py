@@ -7,12 +7,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 from django.conf import settings
 from django.db import connection
 
+from posture.models import DockerHost, PollRun, PollStatus
+
+from .conftest import need
 from .waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,3 +99,21 @@ class CeleryProcesses:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@contextmanager
+def celery_processes(redis_url: str, var_dir: Path, **env: str) -> Iterator[CeleryProcesses]:
+    """Processes (started by the caller) on this test's database and an emptied Redis
+    database, with ``env`` on top; all stopped after the block."""
+    if connection.vendor != "postgresql":
+        need("worker and watcher processes share the test database only on PostgreSQL (set DATABASE_URL)")
+    redis.Redis.from_url(redis_url).flushdb()
+    procs = CeleryProcesses(var_dir=var_dir, env=process_env(var_dir, REDIS_URL=redis_url, **env))
+    try:
+        yield procs
+    finally:
+        procs.stop()
+
+
+def ok_polls(host: DockerHost) -> list[PollRun]:
+    return list(PollRun.objects.filter(host=host, status=PollStatus.OK).order_by("started_at"))

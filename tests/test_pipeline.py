@@ -8,37 +8,22 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-import redis
-from django.db import connection
 
 from posture.models import DockerHost, EventKind, Finding, HostStatus, PollRun, PollStatus
 from posture.tasks import poll_host
 
-from .conftest import need
-from .processes import CeleryProcesses, process_env
+from .processes import CeleryProcesses, celery_processes, ok_polls
 from .slow_proxy import slow_engine
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-@pytest.fixture
-def celery_processes(transactional_db, redis_url, tmp_path) -> Iterator[CeleryProcesses]:
-    if connection.vendor != "postgresql":
-        need("worker processes share the test database only on PostgreSQL (set DATABASE_URL)")
-    redis.Redis.from_url(redis_url).flushdb()
-    procs = CeleryProcesses(
-        var_dir=tmp_path,
-        env=process_env(
-            tmp_path, REDIS_URL=redis_url, POSTURE_DISPATCH_EVERY="1", POSTURE_POLL_DEADLINE="30", POSTURE_POLL_SOFT_LIMIT="60", POSTURE_POLL_HARD_LIMIT="90"
-        ),
-    )
-    yield procs
-    procs.stop()
-
-
-def ok_polls(host: DockerHost) -> list[PollRun]:
-    return list(PollRun.objects.filter(host=host, status=PollStatus.OK).order_by("started_at"))
+@pytest.fixture(name="celery_processes")
+def _celery_processes(transactional_db, redis_url, tmp_path) -> Iterator[CeleryProcesses]:
+    limits = {"POSTURE_POLL_DEADLINE": "30", "POSTURE_POLL_SOFT_LIMIT": "60", "POSTURE_POLL_HARD_LIMIT": "90"}
+    with celery_processes(redis_url, tmp_path, POSTURE_DISPATCH_EVERY="1", **limits) as procs:
+        yield procs
 
 
 def test_polls_happen_on_their_own_at_the_interval_and_catch_new_containers(engine, celery_processes):

@@ -11,10 +11,8 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
-import redis
 from django.core import mail
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 from pypdf import PdfReader
 from weasyprint import HTML
@@ -28,8 +26,7 @@ from posture.tasks import dispatch_reports
 
 from . import factories
 from .builders import container, port, snapshot
-from .conftest import need
-from .processes import CeleryProcesses, process_env
+from .processes import celery_processes
 from .waiting import wait_for
 
 
@@ -164,21 +161,11 @@ def test_a_due_schedule_makes_one_report_and_mails_it(two_polled_hosts):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_a_schedule_fires_once_per_period_under_two_workers(redis_url, tmp_path):
-    if connection.vendor != "postgresql":
-        need("worker processes share the test database only on PostgreSQL")
-    redis.Redis.from_url(redis_url).flushdb()
-    factories.polled("h")
-    schedule = ReportSchedule.objects.create(name="daily", frequency=Frequency.DAILY, recipients="sec@example.test")
-    ReportSchedule.objects.filter(pk=schedule.pk).update(next_run_at=timezone.now() - timedelta(seconds=5))
-    env = process_env(
-        tmp_path,
-        REDIS_URL=redis_url,
-        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
-        EMAIL_FILE_PATH=str(tmp_path / "mail"),
-        POSTURE_REPORTS_DIR=str(tmp_path / "reports"),
-    )
-    procs = CeleryProcesses(var_dir=tmp_path, env=env)
-    try:
+    mail = {"EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend", "EMAIL_FILE_PATH": str(tmp_path / "mail")}
+    with celery_processes(redis_url, tmp_path, POSTURE_REPORTS_DIR=str(tmp_path / "reports"), **mail) as procs:
+        factories.polled("h")
+        schedule = ReportSchedule.objects.create(name="daily", frequency=Frequency.DAILY, recipients="sec@example.test")
+        ReportSchedule.objects.filter(pk=schedule.pk).update(next_run_at=timezone.now() - timedelta(seconds=5))
         procs.start_worker("w1")
         procs.start_worker("w2")
         for _ in range(8):
@@ -187,8 +174,6 @@ def test_a_schedule_fires_once_per_period_under_two_workers(redis_url, tmp_path)
         for _ in range(4):
             dispatch_reports.delay()
         wait_for(lambda: "dispatch_reports" in procs.log("w1") + procs.log("w2"), timeout=10)
-    finally:
-        procs.stop()
     assert Report.objects.count() == 1
     mails = list(Path(tmp_path / "mail").glob("*.log"))
     assert len(mails) == 1 and "application/pdf" in mails[0].read_text()

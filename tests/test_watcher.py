@@ -11,13 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from django.db import connection
 
 from posture.models import DockerHost, EventKind, Finding, FindingEvent, FindingStatus, HostWatch, PollRun, PollStatus
 
-from .conftest import need
-from .processes import CeleryProcesses, process_env
+from .processes import CeleryProcesses, celery_processes, ok_polls
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -26,13 +23,8 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 @pytest.fixture
 def processes(transactional_db, redis_url, tmp_path) -> Iterator[CeleryProcesses]:
-    if connection.vendor != "postgresql":
-        need("worker and watcher processes share the test database only on PostgreSQL (set DATABASE_URL)")
-    redis.Redis.from_url(redis_url).flushdb()
-    env = process_env(tmp_path, REDIS_URL=redis_url, POSTURE_WATCH_LEASE="10")  # quiet window and delay as documented
-    procs = CeleryProcesses(var_dir=tmp_path, env=env)
-    yield procs
-    procs.stop()
+    with celery_processes(redis_url, tmp_path, POSTURE_WATCH_LEASE="10") as procs:  # quiet window and delay as documented
+        yield procs
 
 
 def watched(host: DockerHost, by: str | None = None) -> bool:
@@ -43,10 +35,6 @@ def watched(host: DockerHost, by: str | None = None) -> bool:
 def open_finding(host: DockerHost, rule: str = "host-network", subject: str = "") -> Finding | None:
     qs = Finding.objects.filter(host=host, rule_id=rule, status=FindingStatus.OPEN)
     return qs.filter(subject_name=subject).first() if subject else qs.first()
-
-
-def ok_polls(host: DockerHost) -> list[PollRun]:
-    return list(PollRun.objects.filter(host=host, status=PollStatus.OK).order_by("started_at"))
 
 
 def test_a_host_network_container_is_a_finding_within_seconds(engine, processes):
