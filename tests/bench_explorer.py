@@ -39,6 +39,7 @@ from posture.models import DockerHost, RiskException  # noqa: E402
 
 from .bench_data import build_fleet  # noqa: E402
 from .processes import ROOT, process_env  # noqa: E402
+from .procstat import memory_kib  # noqa: E402
 
 SCENARIOS = [
     ("open findings, page 1", "/findings/", {}),
@@ -114,17 +115,6 @@ def measure(repeat: int = 20) -> dict[str, Any]:
     }
 
 
-def high_water_kib(pid: int | str = "self") -> int:
-    """Peak RSS of the process's present memory (VmHWM). Not ``ru_maxrss``: a child that
-    subprocess starts with vfork keeps the parent's high-water mark through exec, so a
-    child of this (large) process would report this process's size."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:  # gone (or a zombie with no memory left to read)
-        return 0
-    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
-
-
 def export_in_this_process(url: str) -> dict[str, Any]:
     """Stream ``url`` through the test client and count what came out (run in a child)."""
     client = _client()
@@ -134,19 +124,19 @@ def export_in_this_process(url: str) -> dict[str, Any]:
     for chunk in response.streaming_content:
         size += len(chunk)
         lines += chunk.count(b"\n")
-    return {"bytes": size, "lines": lines, "seconds": time.perf_counter() - started, "peak_rss_kib": high_water_kib()}
+    return {"bytes": size, "lines": lines, "seconds": time.perf_counter() - started, "peak_rss_kib": memory_kib()["VmHWM"]}
 
 
 def export_in_a_child(var: Path, what: str, command: list[str]) -> dict[str, Any]:
     """Run ``command`` on this database, count its standard output, take its peak RSS
-    (sampled every 50 ms while it runs)."""
+    (VmHWM, sampled every 50 ms while it runs)."""
     started = time.perf_counter()
     proc = subprocess.Popen(command, cwd=ROOT, env=process_env(var), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peaks = [0]
 
     def sample() -> None:  # until the child exits, however little it writes
         while proc.poll() is None:
-            peaks.append(high_water_kib(proc.pid))
+            peaks.append(memory_kib(proc.pid).get("VmHWM", 0))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -47,22 +47,18 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from posture.models import DockerHost, PollRun, PollStatus  # noqa: E402
 
+from .procstat import cpu_seconds  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-TICK = os.sysconf("SC_CLK_TCK")
 DB_NAME = "posture_bench_pipeline"
 
 
 # --- measuring ------------------------------------------------------------------------
 
 
-def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def _tree_cpu(pid: int) -> float:
     """CPU seconds of a process and its live children (a worker and its pool)."""
-    total = _proc_cpu(pid)
+    total = cpu_seconds(pid)
     with contextlib.suppress(OSError):
         for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
             with contextlib.suppress(OSError):
@@ -199,12 +195,12 @@ def measure_polls(hosts: list[DockerHost], rounds: int, before_each: Callable[[i
         host = hosts[i % len(hosts)]
         if before_each:
             before_each(i)
-        rows, wal, pg_cpu = _rows_written(), _wal(), _proc_cpu(backend)
+        rows, wal, pg_cpu = _rows_written(), _wal(), cpu_seconds(backend)
         cpu, started = time.thread_time(), time.perf_counter()
         with CaptureQueriesContext(connection) as queries:
             run = poll_once(host)
         wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
-        pg = _proc_cpu(backend) - pg_cpu
+        pg = cpu_seconds(backend) - pg_cpu
         out.wal.append(_wal() - wal)
         out.rows.append(_rows_written() - rows)
         out.queries.append(len(queries))
@@ -282,7 +278,7 @@ class CpuMeter:
         redis_pid = _redis_pid()
         return {
             "workers": sum(_tree_cpu(w.pid) for w in self.workers if w.poll() is None),
-            "redis": _proc_cpu(redis_pid) if redis_pid else 0.0,
+            "redis": cpu_seconds(redis_pid) if redis_pid else 0.0,
             "simulator": _tree_cpu(self.simulator_pid) if self.simulator_pid else 0.0,
         }
 
@@ -290,7 +286,7 @@ class CpuMeter:
         found = {}
         for pid in _pg_backends():
             with contextlib.suppress(OSError):
-                found[pid] = _proc_cpu(pid)
+                found[pid] = cpu_seconds(pid)
         return found
 
     def start(self) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import os
 import resource
 import signal
 import sys
@@ -29,7 +28,7 @@ from posture.collector.engine import collect
 from posture.collector.target import EngineTarget
 from posture.simulate import Simulator
 
-TICK = os.sysconf("SC_CLK_TCK")
+from .procstat import cpu_seconds
 
 
 def _serve(directory: str, hosts: int, containers: int, ready: Any) -> None:
@@ -45,11 +44,6 @@ def _serve(directory: str, hosts: int, containers: int, ready: Any) -> None:
         await sim.stop()
 
     asyncio.run(main())
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
 def _client(urls: list[str], kind: str, seconds: float, out: Any) -> None:
@@ -74,7 +68,7 @@ def _client(urls: list[str], kind: str, seconds: float, out: Any) -> None:
 def measure(urls: list[str], pid: int, kind: str, seconds: float = 5.0, clients: int = 2) -> dict[str, Any]:
     ctx = multiprocessing.get_context("fork")
     pipes = [ctx.Pipe() for _ in range(clients)]
-    cpu = _cpu_seconds(pid)
+    cpu = cpu_seconds(pid)
     started = time.perf_counter()
     procs = [ctx.Process(target=_client, args=(urls[i::clients], kind, seconds, child)) for i, (_, child) in enumerate(pipes)]
     for p in procs:
@@ -84,7 +78,7 @@ def measure(urls: list[str], pid: int, kind: str, seconds: float = 5.0, clients:
         raise RuntimeError(f"no {kind} request completed in {seconds}s")
     for p in procs:
         p.join()
-    elapsed, used = time.perf_counter() - started, _cpu_seconds(pid) - cpu
+    elapsed, used = time.perf_counter() - started, cpu_seconds(pid) - cpu
     return {"kind": kind, "count": count, "per_s": round(count / elapsed), "simulator_cpu_us_each": round(used / count * 1e6, 1)}
 
 

@@ -45,19 +45,13 @@ from posture.simulate import simulated_fleet  # noqa: E402
 
 from .engines import TestEngine  # noqa: E402
 from .processes import ROOT, CeleryProcesses, process_env  # noqa: E402
+from .procstat import cpu_seconds, memory_kib  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 ENQUEUED = re.compile(r"poll of (\S+) enqueued: (\d+) event\(s\) over ([\d.]+)s .*?; (\d+) ms after the first event, (\d+) ms after it arrived")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def memory_mb(pid: int) -> dict[str, float]:
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return {key: round(int(status[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM")}
+    return {key: round(kib / 1024, 1) for key, kib in memory_kib(pid).items()}
 
 
 def threads(pid: int) -> int:
