@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import django
+import redis
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "posture.settings")
 django.setup()
@@ -44,7 +45,7 @@ from posture.models import DockerHost, EventKind, FindingEvent, FindingStatus, H
 from posture.simulate import simulated_fleet  # noqa: E402
 
 from .engines import TestEngine  # noqa: E402
-from .processes import ROOT, CeleryProcesses, process_env  # noqa: E402
+from .processes import ROOT, celery_processes, process_env  # noqa: E402
 from .procstat import cpu_seconds, memory_kib  # noqa: E402
 
 ENQUEUED = re.compile(r"poll of (\S+) enqueued: (\d+) event\(s\) over ([\d.]+)s .*?; (\d+) ms after the first event, (\d+) ms after it arrived")
@@ -132,51 +133,40 @@ def measure(hosts: int, containers: int, churn_per_s: float, seconds: float, idl
     return results
 
 
-def _flush_broker() -> None:
-    """Forget the polls nobody ran (the simulated part enqueues without a worker)."""
-    if os.environ.get("REDIS_URL"):
-        import redis
-
-        redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
-
-
 def real_engine_latency(var: Path, runs: int = 10) -> dict[str, Any]:
     """``docker run --network host`` → the poll that opened its finding committed, ``runs`` times."""
-    _flush_broker()
     engine = TestEngine(name="benchwatch", index=7).start()
-    procs = CeleryProcesses(var_dir=var, env=process_env(var, REDIS_URL=os.environ.get("REDIS_URL", "")))
     try:
-        host = DockerHost.objects.create(name="live", url=engine.url, poll_interval=3600)
-        procs.start_worker()
-        procs.start_watcher()
-        live = HostWatch.objects.filter(host=host, connected_at__isnull=False, since_nano__isnull=False)
-        wait(live.exists, 60, "the watcher to connect")
-        latencies = []
-        for i in range(runs):
-            started = time.time()
-            engine.container(f"edge-{i}", network_mode="host")
-            opened = FindingEvent.objects.filter(
-                finding__host=host,
-                finding__rule_id="host-network",
-                finding__subject_name=f"edge-{i}",
-                finding__status=FindingStatus.OPEN,
-                kind=EventKind.OPENED,
-            ).select_related("poll")
-            wait(opened.exists, 60, "the host-network finding")
-            latencies.append(opened.get().poll.finished_at.timestamp() - started)
-            time.sleep(settings.WATCH_QUIET + 1)  # each run its own burst
-        return {
-            "runs": runs,
-            "median_s": round(statistics.median(latencies), 2),
-            "p95_s": round(percentile(latencies, 0.95), 2),
-            "max_s": round(max(latencies), 2),
-            "polls": PollRun.objects.filter(host=host).count(),
-            "failed": PollRun.objects.filter(host=host).exclude(status=PollStatus.OK).count(),
-        }
+        with celery_processes(os.environ["REDIS_URL"], var) as procs:
+            host = DockerHost.objects.create(name="live", url=engine.url, poll_interval=3600)
+            procs.start_worker()
+            procs.start_watcher()
+            live = HostWatch.objects.filter(host=host, connected_at__isnull=False, since_nano__isnull=False)
+            wait(live.exists, 60, "the watcher to connect")
+            latencies = []
+            for i in range(runs):
+                started = time.time()
+                engine.container(f"edge-{i}", network_mode="host")
+                opened = FindingEvent.objects.filter(
+                    finding__host=host,
+                    finding__rule_id="host-network",
+                    finding__subject_name=f"edge-{i}",
+                    finding__status=FindingStatus.OPEN,
+                    kind=EventKind.OPENED,
+                ).select_related("poll")
+                wait(opened.exists, 60, "the host-network finding")
+                latencies.append(opened.get().poll.finished_at.timestamp() - started)
+                time.sleep(settings.WATCH_QUIET + 1)  # each run its own burst
     finally:
-        procs.stop()
         engine.stop()
-        _flush_broker()
+    return {
+        "runs": runs,
+        "median_s": round(statistics.median(latencies), 2),
+        "p95_s": round(percentile(latencies, 0.95), 2),
+        "max_s": round(max(latencies), 2),
+        "polls": PollRun.objects.filter(host=host).count(),
+        "failed": PollRun.objects.filter(host=host).exclude(status=PollStatus.OK).count(),
+    }
 
 
 def section(real: dict[str, Any], many: dict[str, Any], churn: float) -> str:
@@ -217,7 +207,7 @@ def run(hosts: int = 1000, containers: int = 20, churn: float = 10.0, seconds: f
         try:
             many = measure(hosts, containers, churn, seconds, idle, Path(tmp))
         finally:
-            _flush_broker()
+            redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()  # the polls nobody ran
     return section(real, many, churn)
 
 
