@@ -170,7 +170,10 @@ def test_a_schedule_fires_once_per_period_under_two_workers(redis_url, tmp_path)
         procs.start_worker("w2")
         for _ in range(8):
             dispatch_reports.delay()
-        wait_for(lambda: Report.objects.filter(status=ReportStatus.READY).exists(), timeout=90, what="the scheduled report")
+        # emailed_to is saved after the mail is written: waiting on READY alone raced the mail file
+        # being written (the file exists, still empty, between open and write).
+        mailed = Report.objects.filter(status=ReportStatus.READY).exclude(emailed_to=[])
+        wait_for(mailed.exists, timeout=90, what="the scheduled report, mailed")
         for _ in range(4):
             dispatch_reports.delay()
         wait_for(lambda: "dispatch_reports" in procs.log("w1") + procs.log("w2"), timeout=10)
