@@ -1,5 +1,5 @@
 # Two commands: `make run` (the dashboard, embedded defaults) and `make test` (the suite);
-# `make test-fast` runs the fast layer alone, in seconds, without any server; `make demo`
+# `make test-fast` runs the fast layer alone, in half a minute to a minute, without any server; `make demo`
 # is the dashboard on a simulated fleet, for a machine without Docker.
 SHELL := /bin/bash
 PY ?= python3
