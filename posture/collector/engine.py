@@ -248,8 +248,7 @@ def _ssh_tunnel(target: EngineTarget, workdir: Path, address: str, budget: Budge
     # When the budget ends first, ssh must not give up before it (with a vaguer reason).
     remaining = budget.remaining()
     connect_timeout = max(1, int(target.timeout)) if target.timeout < remaining else math.ceil(remaining) + 1
-    known_hosts = target.ssh_known_hosts or workdir / "known_hosts"
-    cmd = ["ssh", "-N", *ssh_options(target, known_hosts=known_hosts, strict="accept-new", connect_timeout=connect_timeout)]
+    cmd = ["ssh", "-N", *ssh_options(target, workdir=workdir, strict="accept-new", connect_timeout=connect_timeout)]
     cmd += ["-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
     cmd += ["-L", f"{local}:{url.path}", "--", address]
     log.debug("ssh tunnel: %s", shlex.join(cmd))

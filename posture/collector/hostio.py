@@ -148,8 +148,7 @@ class SshSession:
         self.target = target
         self.control = workdir / "ctl"
         strict = "yes" if target.ssh_known_hosts else "accept-new"
-        known_hosts = target.ssh_known_hosts or workdir / "known_hosts"
-        self.options = ssh_options(target, known_hosts=known_hosts, strict=strict, connect_timeout=max(1, int(target.timeout)))
+        self.options = ssh_options(target, workdir=workdir, strict=strict, connect_timeout=max(1, int(target.timeout)))
         # Like the engine tunnel: to an address the guard checked now, the key pinned under the registered name.
         self.address = ""
         self.master: subprocess.Popen[bytes] | None = None
